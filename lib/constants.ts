@@ -1,0 +1,148 @@
+// Every kernel and libc constant the project uses, in one place, with the
+// header it comes from. Values are for Linux x86_64 (the only target); each is
+// checked against the running kernel by the tests that exercise it.
+
+// <linux/netlink.h>
+export const AF_NETLINK = 16;
+export const NETLINK_ROUTE = 0;
+export const SOL_NETLINK = 270;
+export const NETLINK_EXT_ACK = 11;
+export const NETLINK_GET_STRICT_CHK = 12;
+
+export const NLMSG_HDRLEN = 16;
+export const NLMSG_ALIGNTO = 4;
+export const NLA_HDRLEN = 4;
+export const NLA_ALIGNTO = 4;
+export const NLA_F_NESTED = 1 << 15;
+export const NLA_F_NET_BYTEORDER = 1 << 14;
+export const NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xffff;
+
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLMSG_OVERRUN = 4;
+
+export const NLM_F_REQUEST = 0x01;
+export const NLM_F_MULTI = 0x02;
+export const NLM_F_ACK = 0x04;
+export const NLM_F_ECHO = 0x08;
+export const NLM_F_DUMP_INTR = 0x10;
+// Modifiers to GET requests
+export const NLM_F_ROOT = 0x100;
+export const NLM_F_MATCH = 0x200;
+export const NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH;
+// Modifiers to NEW requests
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+// Flags on NLMSG_ERROR acknowledgements
+export const NLM_F_CAPPED = 0x100;
+export const NLM_F_ACK_TLVS = 0x200;
+
+// enum nlmsgerr_attrs
+export const NLMSGERR_ATTR_MSG = 1;
+export const NLMSGERR_ATTR_OFFS = 2;
+
+// <linux/rtnetlink.h>
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+export const RTM_SETLINK = 19;
+export const IFINFOMSG_LEN = 16;
+
+// <linux/if_link.h>
+export const IFLA_ADDRESS = 1;
+export const IFLA_IFNAME = 3;
+export const IFLA_MTU = 4;
+export const IFLA_LINK = 5;
+export const IFLA_OPERSTATE = 16;
+export const IFLA_LINKINFO = 18;
+export const IFLA_IFALIAS = 20;
+export const IFLA_NET_NS_PID = 19;
+export const IFLA_EXT_MASK = 29;
+export const IFLA_PROP_LIST = 52;
+export const IFLA_ALT_IFNAME = 53;
+export const RTEXT_FILTER_SKIP_STATS = 1 << 3;
+export const IFLA_INFO_KIND = 1;
+export const IFLA_INFO_DATA = 2;
+export const IFLA_MACVLAN_MODE = 1;
+export const IFLA_MACVLAN_FLAGS = 2;
+
+// enum macvlan_mode
+export const MACVLAN_MODE_PRIVATE = 1;
+export const MACVLAN_MODE_VEPA = 2;
+export const MACVLAN_MODE_BRIDGE = 4;
+export const MACVLAN_MODE_PASSTHRU = 8;
+export const MACVLAN_MODE_SOURCE = 16;
+
+// <net/if.h>
+export const IFNAMSIZ = 16; // including the terminating NUL: names are at most 15 bytes
+export const IFF_UP = 0x1;
+export const ARPHRD_ETHER = 1;
+export const AF_UNSPEC = 0;
+
+// <linux/if_tun.h>
+export const TUNSETIFF = 0x400454ca;
+export const TUNGETFEATURES = 0x800454cf;
+export const TUNGETIFF = 0x800454d2;
+export const TUNGETVNETHDRSZ = 0x800454d7;
+export const TUNSETVNETHDRSZ = 0x400454d8;
+export const IFF_TUN = 0x0001;
+export const IFF_TAP = 0x0002;
+export const IFF_NO_PI = 0x1000;
+export const IFF_ONE_QUEUE = 0x2000;
+export const IFF_VNET_HDR = 0x4000;
+export const IFF_MULTI_QUEUE = 0x0100;
+export const IFREQ_SIZE = 40; // struct ifreq on x86_64
+export const VIRTIO_NET_HDR_LEN = 10; // struct virtio_net_hdr, the macvtap default vnet_hdr_sz
+
+// <sys/socket.h>
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
+export const SOCK_SEQPACKET = 5;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_TYPE = 3;
+export const SO_RCVBUF = 8;
+export const SO_PEERCRED = 17;
+export const SO_ACCEPTCONN = 30;
+export const SO_DOMAIN = 39;
+export const SO_RCVTIMEO = 20; // struct timeval with 64-bit time_t
+export const SCM_RIGHTS = 1;
+export const MSG_CTRUNC = 0x08;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
+export const MSG_CMSG_CLOEXEC = 0x40000000;
+export const CMSG_HDR_LEN = 16; // struct cmsghdr: size_t cmsg_len; int level; int type
+export const SCM_MAX_FD = 253; // the kernel's limit on fds in one SCM_RIGHTS message
+
+// <fcntl.h>, <sys/stat.h>
+export const O_RDONLY = 0o0;
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_NOCTTY = 0o400;
+export const O_NONBLOCK = 0o4000;
+export const O_DIRECTORY = 0o200000;
+export const O_NOFOLLOW = 0o400000;
+export const O_CLOEXEC = 0o2000000;
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const F_GETFL = 3;
+export const FD_CLOEXEC = 1;
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+
+// <linux/kdev_t.h> (the glibc encoding of dev_t, as in gnu_dev_makedev)
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+}

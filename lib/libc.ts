@@ -1,0 +1,240 @@
+// The libc calls the project needs, bound through koffi, and nothing else.
+//
+// Every wrapper throws SysError on failure, carrying errno, its symbolic
+// name and the call, so that callers never see -1 or have to read errno
+// themselves (koffi.errno() is only meaningful right after the failing call,
+// which is why it is read here and nowhere else).
+//
+// Pointers to Node Buffers are taken with koffi.address(): the backing store
+// of a Buffer does not move while the Buffer is referenced, and every caller
+// below keeps its Buffers referenced for the duration of the call.
+
+import { constants as osConstants } from 'node:os';
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+const errnoNames = new Map<number, string>();
+for (const [name, value] of Object.entries(osConstants.errno)) {
+  if (!errnoNames.has(value)) errnoNames.set(value, name);
+}
+
+/** A failed system call: `call` failed with `errno` (`code` is its name, e.g. ENOENT). */
+export class SysError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  readonly call: string;
+  constructor(call: string, errno: number, detail?: string) {
+    const code = errnoNames.get(errno) ?? `errno ${errno}`;
+    super(`${call}${detail ? ` ${detail}` : ''}: ${code} (${describeErrno(errno)})`);
+    this.name = 'SysError';
+    this.errno = errno;
+    this.code = code;
+    this.call = call;
+  }
+}
+
+const strerror = libc.func('const char *strerror(int errnum)');
+
+/** The C library's text for an errno value ("No such device"). */
+export function describeErrno(errno: number): string {
+  return String(strerror(errno));
+}
+
+/** The symbolic name of an errno value, such as "EEXIST". */
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+function check(call: string, result: number | bigint, detail?: string): number {
+  if (Number(result) < 0) throw new SysError(call, koffi.errno(), detail);
+  return Number(result);
+}
+
+const c = {
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+  bind: libc.func('int bind(int fd, void *addr, uint32_t len)'),
+  getsockname: libc.func('int getsockname(int fd, void *addr, _Inout_ uint32_t *len)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, _Inout_ uint32_t *len)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
+  sendto: libc.func('intptr_t sendto(int fd, void *buf, size_t len, int flags, void *addr, uint32_t addrlen)'),
+  recvfrom: libc.func('intptr_t recvfrom(int fd, void *buf, size_t len, int flags, void *addr, _Inout_ uint32_t *addrlen)'),
+  sendmsg: libc.func('intptr_t sendmsg(int fd, void *msg, int flags)'),
+  recvmsg: libc.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
+  open: libc.func('int open(const char *path, int flags, ...)'),
+  close: libc.func('int close(int fd)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
+  fstat: libc.func('int fstat(int fd, void *statbuf)'),
+  mknod: libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
+  getuid: libc.func('uint32_t getuid()'),
+  geteuid: libc.func('uint32_t geteuid()'),
+  getgid: libc.func('uint32_t getgid()'),
+};
+
+export function socket(domain: number, type: number, protocol: number): number {
+  return check('socket', c.socket(domain, type, protocol));
+}
+
+/** Returns both ends of a new socket pair. */
+export function socketpair(domain: number, type: number, protocol = 0): [number, number] {
+  const sv = [-1, -1];
+  check('socketpair', c.socketpair(domain, type, protocol, sv));
+  return [sv[0]!, sv[1]!];
+}
+
+export function bind(fd: number, addr: Buffer): void {
+  check('bind', c.bind(fd, addr, addr.length));
+}
+
+/** Fills `addr` with the socket's address; returns its length. */
+export function getsockname(fd: number, addr: Buffer): number {
+  const len = [addr.length];
+  check('getsockname', c.getsockname(fd, addr, len));
+  return len[0]!;
+}
+
+/** Reads a socket option into a buffer of `size` bytes; returns the bytes the kernel wrote. */
+export function getsockopt(fd: number, level: number, name: number, size: number): Buffer {
+  const value = Buffer.alloc(size);
+  const len = [size];
+  check('getsockopt', c.getsockopt(fd, level, name, value, len));
+  return value.subarray(0, len[0]!);
+}
+
+export function getsockoptInt(fd: number, level: number, name: number): number {
+  return getsockopt(fd, level, name, 4).readInt32LE(0);
+}
+
+export function setsockopt(fd: number, level: number, name: number, value: Buffer): void {
+  check('setsockopt', c.setsockopt(fd, level, name, value, value.length));
+}
+
+export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
+  const buf = Buffer.alloc(4);
+  buf.writeInt32LE(value, 0);
+  setsockopt(fd, level, name, buf);
+}
+
+export function sendto(fd: number, data: Buffer, flags: number, addr: Buffer | null): number {
+  return check('sendto', c.sendto(fd, data, data.length, flags, addr, addr ? addr.length : 0));
+}
+
+/** Receives into `buf`; returns the datagram's length (which exceeds buf.length when MSG_TRUNC is passed and it was cut). */
+export function recvfrom(fd: number, buf: Buffer, flags: number, addr: Buffer | null): { length: number; addrLength: number } {
+  const addrLength = [addr ? addr.length : 0];
+  const length = check('recvfrom', c.recvfrom(fd, buf, buf.length, flags, addr, addr ? addrLength : null));
+  return { length, addrLength: addrLength[0]! };
+}
+
+// struct msghdr and struct iovec on x86_64, laid out by hand so that the
+// pointers in them are the addresses of Buffers we own (koffi struct
+// objects would hand pointers back as dangling BigInts, see field notes).
+const MSGHDR_SIZE = 56;
+const IOVEC_SIZE = 16;
+
+function buildMsghdr(iov: Buffer, data: Buffer, control: Buffer | null): Buffer {
+  iov.writeBigUInt64LE(koffi.address(data), 0);
+  iov.writeBigUInt64LE(BigInt(data.length), 8);
+  const msg = Buffer.alloc(MSGHDR_SIZE);
+  msg.writeBigUInt64LE(0n, 0); // msg_name
+  msg.writeUInt32LE(0, 8); // msg_namelen
+  msg.writeBigUInt64LE(koffi.address(iov), 16); // msg_iov
+  msg.writeBigUInt64LE(1n, 24); // msg_iovlen
+  msg.writeBigUInt64LE(control && control.length > 0 ? koffi.address(control) : 0n, 32);
+  msg.writeBigUInt64LE(BigInt(control ? control.length : 0), 40); // msg_controllen
+  msg.writeInt32LE(0, 48); // msg_flags
+  return msg;
+}
+
+export function sendmsg(fd: number, data: Buffer, control: Buffer | null, flags: number): number {
+  const iov = Buffer.alloc(IOVEC_SIZE);
+  const msg = buildMsghdr(iov, data, control);
+  const n = check('sendmsg', c.sendmsg(fd, msg, flags));
+  keepAlive(iov, data, control);
+  return n;
+}
+
+/** Receives one message; returns its data length, the control bytes the kernel wrote and msg_flags. */
+export function recvmsg(fd: number, data: Buffer, control: Buffer, flags: number): { length: number; controlLength: number; msgFlags: number } {
+  const iov = Buffer.alloc(IOVEC_SIZE);
+  const msg = buildMsghdr(iov, data, control);
+  const length = check('recvmsg', c.recvmsg(fd, msg, flags));
+  keepAlive(iov, data, control);
+  return { length, controlLength: Number(msg.readBigUInt64LE(40)), msgFlags: msg.readInt32LE(48) };
+}
+
+// The Buffers referenced by raw addresses must stay reachable until the call
+// returns; using them after the call guarantees that to the optimiser.
+function keepAlive(...buffers: (Buffer | null)[]): void {
+  for (const b of buffers) if (b) void b.length;
+}
+
+/** open(2). Never pass O_CREAT for device nodes: see lib/tap.ts. */
+export function open(path: string, flags: number, mode = 0): number {
+  return check('open', c.open(path, flags, 'uint32_t', mode), path);
+}
+
+export function close(fd: number): void {
+  check('close', c.close(fd));
+}
+
+/** Closes fds, ignoring errors: for cleanup paths that must not throw. */
+export function closeQuietly(...fds: (number | undefined)[]): void {
+  for (const fd of fds) {
+    if (fd !== undefined && fd >= 0) c.close(fd);
+  }
+}
+
+/** ioctl(2) whose argument is a pointer to `arg`. */
+export function ioctlPtr(fd: number, request: number, arg: Buffer, name: string): number {
+  return check(`ioctl(${name})`, c.ioctl(fd, request, 'void *', arg));
+}
+
+export function fcntl(fd: number, cmd: number, arg = 0): number {
+  return check('fcntl', c.fcntl(fd, cmd, 'int', arg));
+}
+
+/** The fields of struct stat this project looks at. */
+export interface Stat {
+  dev: bigint;
+  ino: bigint;
+  mode: number;
+  uid: number;
+  gid: number;
+  rdev: bigint;
+  size: bigint;
+}
+
+const STAT_SIZE = 144; // struct stat on x86_64
+
+export function fstat(fd: number): Stat {
+  const buf = Buffer.alloc(STAT_SIZE);
+  check('fstat', c.fstat(fd, buf));
+  return {
+    dev: buf.readBigUInt64LE(0),
+    ino: buf.readBigUInt64LE(8),
+    mode: buf.readUInt32LE(24),
+    uid: buf.readUInt32LE(28),
+    gid: buf.readUInt32LE(32),
+    rdev: buf.readBigUInt64LE(40),
+    size: buf.readBigInt64LE(48),
+  };
+}
+
+export function mknod(path: string, mode: number, dev: bigint): void {
+  check('mknod', c.mknod(path, mode, dev), path);
+}
+
+export function getuid(): number {
+  return c.getuid();
+}
+
+export function geteuid(): number {
+  return c.geteuid();
+}
+
+export function getgid(): number {
+  return c.getgid();
+}

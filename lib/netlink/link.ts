@@ -1,0 +1,181 @@
+// Typed link operations over rtnetlink: look up, list, add a macvtap, delete.
+// Knows the shape of RTM_*LINK messages; knows nothing of policy or helpers.
+
+import {
+  AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_ECHO, NLM_F_DUMP,
+  IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE,
+  IFLA_IFALIAS, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP,
+} from '../constants.ts';
+import {
+  attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute,
+  type Attribute, type NetlinkMessage,
+} from './wire.ts';
+import { NetlinkError, type NetlinkSocket } from './socket.ts';
+
+/** What the kernel says about one link. */
+export interface Link {
+  index: number;
+  name: string;
+  flags: number;
+  /** The hardware address as aa:bb:..., when the link has one. */
+  mac: string | undefined;
+  /** IFLA_LINK: the ifindex of the lower device (for macvlan/macvtap/veth). */
+  lowerIndex: number | undefined;
+  /** IFLA_INFO_KIND, e.g. "macvtap", "veth". */
+  kind: string | undefined;
+  /** IFLA_MACVLAN_MODE for macvlan/macvtap links. */
+  macvlanMode: number | undefined;
+  alias: string | undefined;
+  altNames: string[];
+}
+
+function macToString(b: Buffer): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** Decodes an RTM_NEWLINK message into a Link. */
+export function parseLink(msg: NetlinkMessage): Link {
+  const { header, attributes } = decodeIfInfoMsg(msg.payload);
+  const name = findAttribute(attributes, IFLA_IFNAME);
+  const address = findAttribute(attributes, IFLA_ADDRESS);
+  const lower = findAttribute(attributes, IFLA_LINK);
+  const alias = findAttribute(attributes, IFLA_IFALIAS);
+  let kind: string | undefined;
+  let macvlanMode: number | undefined;
+  const linkinfo = findAttribute(attributes, IFLA_LINKINFO);
+  if (linkinfo) {
+    const info = decodeAttributes(linkinfo.value);
+    const kindAttr = findAttribute(info, IFLA_INFO_KIND);
+    kind = kindAttr ? attrString(kindAttr) : undefined;
+    const data = findAttribute(info, IFLA_INFO_DATA);
+    if (data && (kind === 'macvtap' || kind === 'macvlan')) {
+      const mode = findAttribute(decodeAttributes(data.value), IFLA_MACVLAN_MODE);
+      macvlanMode = mode ? attrU32(mode) : undefined;
+    }
+  }
+  const altNames: string[] = [];
+  collectAltNames(attributes, altNames);
+  return {
+    index: header.index,
+    name: name ? attrString(name) : '',
+    flags: header.flags,
+    mac: address ? macToString(address.value) : undefined,
+    lowerIndex: lower ? attrU32(lower) : undefined,
+    kind,
+    macvlanMode,
+    alias: alias ? attrString(alias) : undefined,
+    altNames,
+  };
+}
+
+function collectAltNames(attributes: Attribute[], out: string[]): void {
+  const props = findAttribute(attributes, IFLA_PROP_LIST);
+  if (!props) return;
+  for (const a of decodeAttributes(props.value)) {
+    if (a.type === IFLA_ALT_IFNAME) out.push(attrString(a));
+  }
+}
+
+function ifinfo(index: number, flags = 0, change = 0): Buffer {
+  return encodeIfInfoMsg({ family: AF_UNSPEC, type: 0, index, flags, change });
+}
+
+function isNoSuchDevice(err: unknown): boolean {
+  return err instanceof NetlinkError && err.code === 'ENODEV';
+}
+
+/**
+ * Looks a link up by name. The kernel also resolves alternative names here,
+ * so callers that match names against rules must compare `link.name`, the
+ * canonical name, not the name they asked for.
+ */
+export function getLinkByName(nl: NetlinkSocket, name: string): Link | undefined {
+  try {
+    const replies = nl.request(RTM_GETLINK, 0,
+      Buffer.concat([ifinfo(0), attr.string(IFLA_IFNAME, name), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]),
+      `RTM_GETLINK ${name}`);
+    return replies[0] ? parseLink(replies[0]) : undefined;
+  } catch (err) {
+    if (isNoSuchDevice(err)) return undefined;
+    throw err;
+  }
+}
+
+export function getLinkByIndex(nl: NetlinkSocket, index: number): Link | undefined {
+  try {
+    const replies = nl.request(RTM_GETLINK, 0,
+      Buffer.concat([ifinfo(index), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]),
+      `RTM_GETLINK index ${index}`);
+    return replies[0] ? parseLink(replies[0]) : undefined;
+  } catch (err) {
+    if (isNoSuchDevice(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Every link in the socket's network namespace. */
+export function listLinks(nl: NetlinkSocket): Link[] {
+  const replies = nl.request(RTM_GETLINK, NLM_F_DUMP,
+    Buffer.concat([ifinfo(0), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]), 'RTM_GETLINK dump');
+  return replies.filter((m) => m.type === RTM_NEWLINK).map(parseLink);
+}
+
+export interface MacvtapSpec {
+  /** ifindex of the lower device. */
+  lowerIndex: number;
+  /** A name or a template with one %d (the kernel picks the number, race-free). */
+  name: string;
+  /** A MACVLAN_MODE_* value. */
+  mode: number;
+  /** The link's address; the kernel makes a random one when absent. */
+  mac?: Buffer;
+  /** Bring the link up as it is created. */
+  up?: boolean;
+  /** Ask the kernel to echo the new link (6.2+). false forces the fallback lookup, for tests. */
+  echo?: boolean;
+}
+
+/**
+ * Creates a macvtap and returns the kernel's view of it. The name and index
+ * come from the NLM_F_ECHO reply on kernels that send one (6.2+); before
+ * that, from a lookup for the one macvtap on the lower device with our MAC.
+ */
+export function addMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
+  const flags = spec.up ? IFF_UP : 0;
+  const attributes = [
+    attr.u32(IFLA_LINK, spec.lowerIndex),
+    attr.string(IFLA_IFNAME, spec.name),
+    attr.nested(IFLA_LINKINFO, [
+      attr.string(IFLA_INFO_KIND, 'macvtap'),
+      attr.nested(IFLA_INFO_DATA, [attr.u32(IFLA_MACVLAN_MODE, spec.mode)]),
+    ]),
+  ];
+  if (spec.mac) attributes.push(attr.bytes(IFLA_ADDRESS, spec.mac));
+  const echo = spec.echo ?? true;
+  const replies = nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | (echo ? NLM_F_ECHO : 0),
+    Buffer.concat([ifinfo(0, flags, flags), ...attributes]),
+    `RTM_NEWLINK macvtap ${spec.name} on ifindex ${spec.lowerIndex}`);
+  const echoed = replies.find((m) => m.type === RTM_NEWLINK);
+  if (echoed) return parseLink(echoed);
+  return findCreatedMacvtap(nl, spec);
+}
+
+function findCreatedMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
+  if (!spec.name.includes('%')) {
+    const link = getLinkByName(nl, spec.name);
+    if (link) return link;
+  }
+  if (!spec.mac) {
+    throw new Error('this kernel does not echo new links (before 6.2); a MAC is needed to find the created macvtap');
+  }
+  const mac = macToString(spec.mac);
+  const matches = listLinks(nl).filter((l) => l.kind === 'macvtap' && l.lowerIndex === spec.lowerIndex && l.mac === mac);
+  if (matches.length !== 1) {
+    throw new Error(`cannot tell which macvtap was created: ${matches.length} macvtaps on ifindex ${spec.lowerIndex} have MAC ${mac}`);
+  }
+  return matches[0]!;
+}
+
+export function deleteLink(nl: NetlinkSocket, index: number): void {
+  nl.request(RTM_DELLINK, 0, ifinfo(index), `RTM_DELLINK index ${index}`);
+}

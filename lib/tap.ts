@@ -1,0 +1,165 @@
+// Opening a queue of a macvtap, in a way that cannot be fooled into opening
+// something else.
+//
+// The kernel names a macvtap's character device /dev/tap<ifindex>, but
+// ifindex is per network namespace while /dev is one devtmpfs for all of
+// them: /dev/tap4 may be the macvtap with ifindex 4 of *another* namespace,
+// and ours may have no node at all (see shared field notes). So:
+//   1. learn our device number from sysfs (which `ip netns exec` mounts for
+//      the namespace), after checking that sysfs describes our link;
+//   2. use /dev/tap<ifindex> only if lstat() shows a character device with
+//      exactly that number, opened without O_CREAT and without following links,
+//      and checked again with fstat() after the open;
+//   3. otherwise make a private node in a fresh root-only directory in /dev,
+//      open it and remove it at once.
+// The queue flags are then set (TUNSETIFF) and read back (TUNGETIFF).
+
+import { lstatSync, mkdtempSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
+import createDebug from 'debug';
+import {
+  O_RDWR, O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, S_IFMT, S_IFCHR, TUNSETIFF, TUNGETIFF, IFF_TAP, IFF_NO_PI,
+  IFF_VNET_HDR, IFF_MULTI_QUEUE, IFREQ_SIZE, IFNAMSIZ, makedev,
+} from './constants.ts';
+import * as libc from './libc.ts';
+import { HelperError } from './errors.ts';
+import { ifnameProblem } from './names.ts';
+
+const debug = createDebug('qemu-net-helper:tap');
+
+export interface TapQueueOptions {
+  /** Prepend a virtio_net_hdr to every frame (IFF_VNET_HDR); QEMU's --use-vnet. */
+  vnetHdr: boolean;
+  /** Mark the queue IFF_MULTI_QUEUE (for a link with several queues). */
+  multiQueue?: boolean;
+}
+
+/** Where the paths come from: fixed in production, moved by tests only. */
+export interface TapPaths {
+  sysClassNet: string;
+  dev: string;
+}
+
+const DEFAULT_PATHS: TapPaths = { sysClassNet: '/sys/class/net', dev: '/dev' };
+
+export interface OpenedQueue {
+  fd: number;
+  /** 'dev' when /dev/tapN was ours, 'private-node' when we had to make a node. */
+  via: 'dev' | 'private-node';
+}
+
+/** Reads "MAJOR:MINOR" of the macvtap's char device from sysfs, after checking sysfs shows our link. */
+export function tapDeviceNumber(link: { name: string; index: number }, paths: TapPaths = DEFAULT_PATHS): bigint {
+  if (ifnameProblem(link.name)) throw new Error(`refusing to build a sysfs path from link name ${JSON.stringify(link.name)}`);
+  const base = `${paths.sysClassNet}/${link.name}`;
+  let sysIndex: string;
+  try {
+    sysIndex = readFileSync(`${base}/ifindex`, 'utf8').trim();
+  } catch {
+    throw new HelperError(`${base} does not exist, although the kernel just created ${link.name}`,
+      "/sys belongs to another network namespace: run the helper with /sys mounted for its own namespace, as 'ip netns exec' does");
+  }
+  if (sysIndex !== String(link.index)) {
+    throw new HelperError(`${base} has ifindex ${sysIndex}, but our ${link.name} has ifindex ${link.index}`,
+      "/sys belongs to another network namespace: run the helper with /sys mounted for its own namespace, as 'ip netns exec' does");
+  }
+  const text = readFileSync(`${base}/macvtap/tap${link.index}/dev`, 'utf8');
+  const m = /^([0-9]{1,9}):([0-9]{1,9})\n?$/.exec(text);
+  if (!m) throw new Error(`unexpected contents of ${base}/macvtap/tap${link.index}/dev: ${JSON.stringify(text)}`);
+  return makedev(Number(m[1]), Number(m[2]));
+}
+
+function isCharDevice(mode: number, rdev: bigint, expected: bigint): boolean {
+  return (mode & S_IFMT) === S_IFCHR && rdev === expected;
+}
+
+const OPEN_FLAGS = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW;
+
+function openVerified(path: string, expected: bigint): number {
+  const fd = libc.open(path, OPEN_FLAGS);
+  try {
+    const st = libc.fstat(fd);
+    if (!isCharDevice(st.mode, st.rdev, expected)) {
+      throw new Error(`${path} changed under us: it is not the character device ${expected}`);
+    }
+    return fd;
+  } catch (err) {
+    libc.closeQuietly(fd);
+    throw err;
+  }
+}
+
+function openSharedNode(path: string, expected: bigint): number | undefined {
+  let st;
+  try {
+    st = lstatSync(path, { bigint: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      debug('%s does not exist (its ifindex collides with a link in another namespace)', path);
+      return undefined;
+    }
+    throw err;
+  }
+  if (!isCharDevice(Number(st.mode), st.rdev, expected)) {
+    debug('%s is device %s, not ours (%s): it belongs to a link in another namespace', path, st.rdev, expected);
+    return undefined;
+  }
+  return openVerified(path, expected);
+}
+
+function openPrivateNode(devDir: string, expected: bigint): number {
+  // mkdtemp makes the directory 0700 with a name nobody can predict; /dev is
+  // root-owned, so nobody else can swap anything in between.
+  const dir = mkdtempSync(`${devDir}/.qemu-net-helper-`);
+  const node = `${dir}/tap`;
+  try {
+    libc.mknod(node, S_IFCHR | 0o600, expected);
+    try {
+      return openVerified(node, expected);
+    } finally {
+      unlinkSync(node);
+    }
+  } finally {
+    rmdirSync(dir);
+  }
+}
+
+function setQueueFlags(fd: number, linkName: string, opts: TapQueueOptions): void {
+  const wanted = IFF_TAP | IFF_NO_PI | (opts.vnetHdr ? IFF_VNET_HDR : 0) | (opts.multiQueue ? IFF_MULTI_QUEUE : 0);
+  const ifr = Buffer.alloc(IFREQ_SIZE);
+  ifr.writeUInt16LE(wanted, IFNAMSIZ);
+  libc.ioctlPtr(fd, TUNSETIFF, ifr, 'TUNSETIFF');
+  const got = readQueueInfo(fd);
+  if (got.name !== linkName) throw new Error(`the opened queue belongs to ${got.name}, not ${linkName}`);
+  if ((got.flags & wanted) !== wanted || (!opts.vnetHdr && got.flags & IFF_VNET_HDR)) {
+    throw new Error(`queue flags are 0x${got.flags.toString(16)} after asking for 0x${wanted.toString(16)}`);
+  }
+}
+
+/** TUNGETIFF: the link a queue belongs to and the queue's flags. */
+export function readQueueInfo(fd: number): { name: string; flags: number } {
+  const ifr = Buffer.alloc(IFREQ_SIZE);
+  libc.ioctlPtr(fd, TUNGETIFF, ifr, 'TUNGETIFF');
+  const nameBytes = ifr.subarray(0, IFNAMSIZ);
+  const end = nameBytes.indexOf(0);
+  return { name: nameBytes.subarray(0, end < 0 ? IFNAMSIZ : end).toString('utf8'), flags: ifr.readUInt16LE(IFNAMSIZ) };
+}
+
+/** Opens one queue of the macvtap `link` and sets its flags. The caller owns the fd. */
+export function openTapQueue(link: { name: string; index: number }, opts: TapQueueOptions, paths: TapPaths = DEFAULT_PATHS): OpenedQueue {
+  const expected = tapDeviceNumber(link, paths);
+  const shared = `${paths.dev}/tap${link.index}`;
+  let fd = openSharedNode(shared, expected);
+  let via: OpenedQueue['via'] = 'dev';
+  if (fd === undefined) {
+    fd = openPrivateNode(paths.dev, expected);
+    via = 'private-node';
+  }
+  try {
+    setQueueFlags(fd, link.name, opts);
+  } catch (err) {
+    libc.closeQuietly(fd);
+    throw err;
+  }
+  debug('opened a queue of %s (ifindex %d) via %s: fd %d', link.name, link.index, via, fd);
+  return { fd, via };
+}
