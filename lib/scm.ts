@@ -42,14 +42,14 @@ export interface Received {
 }
 
 /**
- * Receives one message with up to `maxFds` fds (close-on-exec). Throws, with
+ * Receives one message with up to `maxFds` fds (close-on-exec); `flags` may add MSG_DONTWAIT. Throws, with
  * every received fd closed, when the control data was truncated, carried
  * something other than SCM_RIGHTS, or held more fds than allowed.
  */
-export function receiveWithFds(sock: number, maxData: number, maxFds: number): Received {
+export function receiveWithFds(sock: number, maxData: number, maxFds: number, flags = 0): Received {
   const data = Buffer.alloc(maxData);
   const control = Buffer.alloc(controlSpace(Math.max(1, maxFds)));
-  const { length, controlLength, msgFlags } = libc.recvmsg(sock, data, control, MSG_CMSG_CLOEXEC);
+  const { length, controlLength, msgFlags } = libc.recvmsg(sock, data, control, MSG_CMSG_CLOEXEC | flags);
   const fds: number[] = [];
   let problem: string | undefined;
   // Walk every cmsg, collecting fds even from ones we reject, so they can be closed.
@@ -69,9 +69,9 @@ export function receiveWithFds(sock: number, maxData: number, maxFds: number): R
     off += align8(len);
   }
   // msg_flags carries MSG_CMSG_CLOEXEC back; mask it before testing for truncation.
-  const flags = msgFlags & ~MSG_CMSG_CLOEXEC;
-  if (flags & MSG_CTRUNC) problem = `control data truncated: the sender passed more than ${maxFds} fds`;
-  else if (flags & MSG_TRUNC) problem = `message truncated: more than ${maxData} bytes`;
+  const got = msgFlags & ~MSG_CMSG_CLOEXEC;
+  if (got & MSG_CTRUNC) problem = `control data truncated: the sender passed more than ${maxFds} fds`;
+  else if (got & MSG_TRUNC) problem = `message truncated: more than ${maxData} bytes`;
   else if (fds.length > maxFds) problem = `received ${fds.length} fds, more than ${maxFds}`;
   if (problem) {
     libc.closeQuietly(...fds);

@@ -53,10 +53,26 @@ export type HelperRequest = CreateRequest | { action: 'help' } | { action: 'vers
 /** The output socket named on the command line, if any, so even a failed parse can report on it. */
 export function outputSocketFromArgv(argv: readonly string[]): { kind: 'fd' | 'socketpair'; fd: number } | undefined {
   for (const a of argv) {
-    const m = /^--(fd|socketpair)=(0|[1-9][0-9]{0,9})$/.exec(a);
-    if (m && Number(m[2]) <= MAX_FD) return { kind: m[1] as 'fd' | 'socketpair', fd: Number(m[2]) };
+    const m = /^--(fd|socketpair)=([1-9][0-9]{0,9})$/.exec(a);
+    if (m && Number(m[2]) > 2 && Number(m[2]) <= MAX_FD) return { kind: m[1] as 'fd' | 'socketpair', fd: Number(m[2]) };
   }
   return undefined;
+}
+
+const STANDARD_STREAMS = ['standard input', 'standard output', 'standard error'];
+
+/**
+ * The reply socket's fd number. 0-2 are refused even when they are sockets:
+ * a pipe from Node or systemd is a unix stream socket, and the tap fd must
+ * never go down someone's stderr.
+ */
+function replyFd(option: 'fd' | 'socketpair', text: string): number {
+  const fd = parseDecimal(option, text, 0, MAX_FD);
+  if (fd <= 2) {
+    throw new UsageError(`--${option}=${fd} names ${STANDARD_STREAMS[fd]}, not a socket made for the helper`,
+      option === 'fd' ? 'QEMU passes a socket of its own above fd 2; to try the helper by hand use --probe' : 'pass the socket as fd 3 or higher');
+  }
+  return fd;
 }
 
 export function parseHelperArgs(program: HelperProgram, argv: readonly string[]): HelperRequest {
@@ -70,8 +86,8 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
       'give exactly one of --fd=N (QEMU helper=), --socketpair=N or --probe');
   }
   let output: Output;
-  if (o.has('fd')) output = { kind: 'fd', fd: parseDecimal('fd', o.get('fd') as string, 0, MAX_FD) };
-  else if (o.has('socketpair')) output = { kind: 'socketpair', fd: parseDecimal('socketpair', o.get('socketpair') as string, 0, MAX_FD) };
+  if (o.has('fd')) output = { kind: 'fd', fd: replyFd('fd', o.get('fd') as string) };
+  else if (o.has('socketpair')) output = { kind: 'socketpair', fd: replyFd('socketpair', o.get('socketpair') as string) };
   else output = { kind: 'probe', json: o.has('json') };
   if (o.has('json') && output.kind !== 'probe') throw new UsageError('--json goes with --probe', 'add --probe or drop --json');
 
