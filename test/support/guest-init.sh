@@ -1,0 +1,89 @@
+#!/bin/busybox sh
+# /init of the qemu-net-helper end-to-end test guest (busybox initramfs built by
+# test/support/guest.ts; this file's bytes are part of the image cache key).
+#
+# Kernel command line parameters read here (all required except qnh_count):
+#   qnh_ip=ADDR/PREFIX   address given to eth0, e.g. 169.254.77.2/16
+#   qnh_peer=ADDR        address pinged through eth0, e.g. 169.254.77.1
+#   qnh_count=N          number of echo requests (default 3)
+# Prints exactly one line "QNH-GUEST-RESULT: ping=ok" or "QNH-GUEST-RESULT: ping=fail"
+# on the console (ttyS0), preceded by QNH-GUEST-INFO/QNH-GUEST-DIAG lines, then powers off.
+
+/bin/busybox mkdir -p /proc /sys /dev /bin /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+
+off() {
+	sync
+	poweroff -f
+	# Only reached if the ACPI power-off did not work: make the kernel panic
+	# (panic=-1 reboots at once, and QEMU's -no-reboot turns that into an exit).
+	echo o >/proc/sysrq-trigger
+	exit 1
+}
+
+result() {
+	echo "QNH-GUEST-RESULT: ping=$1"
+	off
+}
+
+diag() {
+	echo "QNH-GUEST-DIAG: --- ip link ---"
+	ip link 2>&1
+	echo "QNH-GUEST-DIAG: --- ip addr ---"
+	ip addr 2>&1
+	echo "QNH-GUEST-DIAG: --- ip neigh ---"
+	ip neigh 2>&1
+	echo "QNH-GUEST-DIAG: --- dmesg (virtio/net/eth) ---"
+	dmesg 2>&1 | grep -i -E 'virtio|eth0|failover|unknown symbol|module|insmod' | tail -n 40
+}
+
+ip_addr=
+peer=
+count=3
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	qnh_ip=*) ip_addr=${arg#qnh_ip=} ;;
+	qnh_peer=*) peer=${arg#qnh_peer=} ;;
+	qnh_count=*) count=${arg#qnh_count=} ;;
+	esac
+done
+echo "QNH-GUEST-INFO: booted kernel=$(uname -r) ip=$ip_addr peer=$peer count=$count"
+if [ -z "$ip_addr" ] || [ -z "$peer" ]; then
+	echo "QNH-GUEST-INFO: missing qnh_ip= or qnh_peer= on the kernel command line"
+	result fail
+fi
+
+# Modules, in dependency order, as listed by the image builder.
+for m in $(cat /etc/qnh-modules); do
+	out=$(insmod "/lib/modules/$m.ko" 2>&1) || echo "QNH-GUEST-INFO: insmod $m failed: $out"
+done
+
+# virtio_net probes asynchronously: wait (bounded, ~10 s) for eth0 to appear.
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 100 ]; do
+	usleep 100000
+	i=$((i + 1))
+done
+if [ ! -e /sys/class/net/eth0 ]; then
+	echo "QNH-GUEST-INFO: eth0 did not appear"
+	diag
+	result fail
+fi
+
+ip link set lo up
+ip link set eth0 up
+ip addr add "$ip_addr" dev eth0
+echo "QNH-GUEST-INFO: eth0 mac=$(cat /sys/class/net/eth0/address) ip=$ip_addr"
+
+if ping -c "$count" -W 2 -w $((count * 2 + 5)) "$peer"; then
+	result ok
+else
+	diag
+	result fail
+fi
