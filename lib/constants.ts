@@ -21,6 +21,8 @@ export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 export const NLMSG_OVERRUN = 4;
+export const NLMSG_MIN_TYPE = 0x10; // types below are control messages
+export const NLMSGERR_LEN = 20; // struct nlmsgerr: int error + the echoed nlmsghdr
 
 export const NLM_F_REQUEST = 0x01;
 export const NLM_F_MULTI = 0x02;

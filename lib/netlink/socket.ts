@@ -13,7 +13,7 @@ import {
   NLMSG_ERROR, NLMSG_DONE, NLMSG_NOOP, NLMSG_OVERRUN, MSG_TRUNC,
 } from '../constants.ts';
 import * as libc from '../libc.ts';
-import { decodeAck, decodeMessages, encodeMessage, type NetlinkMessage } from './wire.ts';
+import { decodeAck, decodeDone, decodeMessages, encodeMessage, type NetlinkMessage } from './wire.ts';
 
 const debug = createDebug('qemu-net-helper:netlink');
 
@@ -140,6 +140,8 @@ export class NetlinkSocket {
           continue;
         }
         if (msg.type === NLMSG_DONE) {
+          const done = decodeDone(msg);
+          if (done.error < 0) throw new NetlinkError(what, -done.error, done.extAckMessage);
           if (msg.flags & NLM_F_DUMP_INTR) {
             throw new NetlinkProtocolError(`${what}: dump interrupted by a concurrent change; retry`);
           }

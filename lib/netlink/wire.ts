@@ -24,10 +24,11 @@ import {
   NLMSG_HDRLEN,
   NLMSG_NOOP,
   NLMSG_OVERRUN,
+  NLMSG_MIN_TYPE,
+  NLMSGERR_LEN,
   NLMSGERR_ATTR_MSG,
   NLMSGERR_ATTR_OFFS,
 } from '../constants.ts';
-
 
 /** Thrown for malformed or truncated input; `offset` is where in the decoded buffer the problem lies. */
 export class NetlinkDecodeError extends Error {
@@ -74,23 +75,25 @@ export interface IfInfoMsg {
   change: number;
 }
 
+/** Extended-ack details (NETLINK_EXT_ACK) the kernel may append to NLMSG_ERROR and NLMSG_DONE. */
+export interface ExtAck {
+  /** The kernel's explanation (NLMSGERR_ATTR_MSG). */
+  extAckMessage?: string;
+  /** Offset of the offending attribute from the start of the request's nlmsghdr (NLMSGERR_ATTR_OFFS). */
+  extAckOffset?: number;
+}
+
 /** The payload of NLMSG_ERROR: an acknowledgement (error 0) or a failure (negative errno). */
-export interface NetlinkAck {
+export interface NetlinkAck extends ExtAck {
   error: number;
   request: EchoedHeader;
   /** The original request's payload, present unless the kernel capped the ack. */
   requestPayload?: Buffer;
-  /** Extended ack: the kernel's explanation (NLMSGERR_ATTR_MSG). */
-  extAckMessage?: string;
-  /** Extended ack: offset of the offending attribute from the start of the request's nlmsghdr. */
-  extAckOffset?: number;
 }
 
-/** The payload of NLMSG_DONE: the dump's final status (0 or a negative errno) with optional extended ack. */
-export interface NetlinkDone {
+/** The payload of NLMSG_DONE: the dump's final status, 0 or a negative errno. */
+export interface NetlinkDone extends ExtAck {
   error: number;
-  extAckMessage?: string;
-  extAckOffset?: number;
 }
 
 /** What a received message is, for the transport's receive loop. */
@@ -107,12 +110,13 @@ export type MessageKind =
 /** Rounds a length up to the 4-byte alignment netlink uses for messages and attributes. */
 export function align4(length: number): number {
   // NLMSG_ALIGNTO and NLA_ALIGNTO are both 4; one helper serves both.
-  return (length + NLMSG_ALIGNTO - 1) & ~(NLMSG_ALIGNTO - 1);
+  // Arithmetic, not the C bit trick: JS bitwise operators wrap at 2^31.
+  return Math.ceil(length / NLMSG_ALIGNTO) * NLMSG_ALIGNTO;
 }
 
-function zeroPadded(buf: Buffer, alignedLength: number): Buffer {
-  if (buf.length === alignedLength) return buf;
-  return Buffer.concat([buf, Buffer.alloc(alignedLength - buf.length)]);
+function zeroPaddedTo4(buf: Buffer): Buffer {
+  const padding = align4(buf.length) - buf.length;
+  return padding === 0 ? buf : Buffer.concat([buf, Buffer.alloc(padding)]);
 }
 
 function checkUnsigned(value: number, bits: 8 | 16 | 32, what: string): void {
@@ -195,7 +199,7 @@ export function decodeMessages(buf: Buffer): NetlinkMessage[] {
 /** Tells the transport what a received message is; throws NetlinkDecodeError (offset of nlmsg_type) for reserved control types. */
 export function classifyMessage(msg: NetlinkHeader): MessageKind {
   // Types below NLMSG_MIN_TYPE are netlink control messages, not family data.
-  if (msg.type >= 0x10 /* TODO constants: NLMSG_MIN_TYPE = 0x10 */) return 'data';
+  if (msg.type >= NLMSG_MIN_TYPE) return 'data';
   switch (msg.type) {
     case NLMSG_ERROR:
       return 'ack';
@@ -236,7 +240,7 @@ export function encodeNested(type: number, children: Buffer[], options: NestedOp
   checkUnsigned(type, 16, 'nla_type');
   // Each child is padded so the next one starts aligned; the nest's nla_len
   // covers that padding, as iproute2's addattr_nest_end computes it.
-  const value = Buffer.concat(children.map((child) => zeroPadded(child, align4(child.length))));
+  const value = Buffer.concat(children.map(zeroPaddedTo4));
   return encodeAttribute(options.markNested === true ? type | NLA_F_NESTED : type, value);
 }
 
@@ -444,8 +448,8 @@ function readStatus(payload: Buffer): number {
 
 // Reads the extended-ack TLVs (struct nlmsgerr_attrs) starting at `start`.
 // Unknown ones (NLMSGERR_ATTR_POLICY, _MISS_TYPE, ...) are skipped.
-function readExtAck(payload: Buffer, start: number): { extAckMessage?: string; extAckOffset?: number } {
-  const result: { extAckMessage?: string; extAckOffset?: number } = {};
+function readExtAck(payload: Buffer, start: number): ExtAck {
+  const result: ExtAck = {};
   for (const tlv of parseAttributes(payload.subarray(start), start)) {
     if (tlv.type === NLMSGERR_ATTR_MSG) result.extAckMessage = attrString(tlv);
     else if (tlv.type === NLMSGERR_ATTR_OFFS) result.extAckOffset = attrU32(tlv);
@@ -465,7 +469,7 @@ export function decodeAck(msg: NetlinkMessage): NetlinkAck {
   }
   const { payload } = msg;
   // struct nlmsgerr: int error, then the echoed nlmsghdr.
-  const requestStart = 4 + NLMSG_HDRLEN; // TODO constants: NLMSGERR_LEN = 20 (sizeof(struct nlmsgerr))
+  const requestStart = NLMSGERR_LEN;
   if (payload.length < requestStart) {
     throw new NetlinkDecodeError(`NLMSG_ERROR payload of ${payload.length} bytes is shorter than struct nlmsgerr`, 0);
   }

@@ -1,0 +1,46 @@
+// Small pure pieces: MAC addresses, interface names, error lines, version.
+
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { makedev } from '../../lib/constants.ts';
+import { HelperError, oneLine, UsageError } from '../../lib/errors.ts';
+import { formatMac, generateMac, parseMac } from '../../lib/mac.ts';
+import { ifnameProblem } from '../../lib/names.ts';
+import { VERSION } from '../../lib/version.ts';
+
+t.test('MAC addresses', async (t) => {
+  t.equal(formatMac(parseMac('52:54:00:AB:cd:0F')), '52:54:00:ab:cd:0f');
+  t.equal(formatMac(generateMac(() => Buffer.from([1, 2, 3]))), '52:54:00:01:02:03');
+  const a = formatMac(generateMac());
+  t.match(a, /^52:54:00(:[0-9a-f]{2}){3}$/);
+  for (const bad of ['52:54:00:12:34', '52-54-00-12-34-56', '5254.0012.3456', '52:54:00:12:34:5g', 'ff:ff:ff:ff:ff:ff', '01:00:00:00:00:00']) {
+    t.throws(() => parseMac(bad), UsageError, bad);
+  }
+});
+
+t.test('interface names (CVE-2019-13164: nothing longer than 15 bytes)', async (t) => {
+  t.equal(ifnameProblem('eth0'), undefined);
+  t.equal(ifnameProblem('abcdefghijklmno'), undefined, '15 bytes is fine');
+  t.match(ifnameProblem('abcdefghijklmnop'), /16 bytes/);
+  t.match(ifnameProblem('ééééééééé'), /18 bytes|non-ASCII/, 'counted in bytes, not characters');
+  t.equal(ifnameProblem('vm%d', { template: true }), undefined);
+  t.match(ifnameProblem('vm%d'), /'%'/);
+  for (const bad of ['', '.', '..', 'a/b', 'a:b', 'a b', 'a\tb', 'a\x7f', 'a\u00a0b']) t.ok(ifnameProblem(bad), JSON.stringify(bad));
+});
+
+t.test('errors are one line: program, cause, fix', async (t) => {
+  t.equal(oneLine('prog', new HelperError('cause', 'fix')), 'prog: cause; fix');
+  t.equal(oneLine('prog', new Error('multi\nline\r\n')), 'prog: multi line ');
+  t.equal(oneLine('prog', new Error('ctl\x01')), 'prog: ctl?');
+});
+
+t.test('makedev matches glibc for small and large numbers', async (t) => {
+  t.equal(makedev(243, 1), 0xf301n);
+  t.equal(makedev(10, 200), (10n << 8n) | 200n);
+  t.equal(makedev(0x1000, 0x100), (0x1000n << 32n) | (0x100n << 12n));
+});
+
+t.test('the compiled-in version is package.json\'s', async (t) => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  t.equal(VERSION, pkg.version);
+});
