@@ -4,9 +4,14 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
-/** argv prefix that runs a helper from source with the pinned Node. */
+/**
+ * argv prefix that runs a helper from source with the pinned Node, in a
+ * clean environment. Clean because the test runner puts NODE_OPTIONS
+ * (--import of its own instrumentation) into every child's environment: a
+ * helper must be tested as QEMU runs it, not inside tap's machinery.
+ */
 export function helperCommand(name: string): string[] {
-  return [process.execPath, `${REPO}helpers/${name}.ts`];
+  return ['env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', process.execPath, `${REPO}helpers/${name}.ts`];
 }
 
 export const VEPA = helperCommand('qemu-net-helper-vepa');
