@@ -1,0 +1,45 @@
+// lib/netlink/link.ts against the real kernel, inside throwaway namespaces.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import t from 'tap';
+import { MACVLAN_MODE_BRIDGE, MACVLAN_MODE_VEPA } from '../../lib/constants.ts';
+import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
+import { REPO } from '../support/paths.ts';
+import { privilegedSkipReason } from '../support/privileged.ts';
+
+const skip = privilegedSkipReason(['ip']);
+if (skip) t.plan(0, skip);
+else {
+  function linkOp(ns: Netns, ...args: string[]) {
+    return JSON.parse(execFileSync(ns.exec[0]!, [...ns.exec.slice(1), process.execPath, `${REPO}test/support/link-ops.ts`, ...args], { encoding: 'utf8' }));
+  }
+
+  t.test('addMacvtap learns the new link from the echo and from the pre-6.2 fallback alike', async (t) => {
+    const ns = createNetns(t, 'linkapi');
+    addVethPair(ns);
+    const lowerIndex = ns.link('v0')?.ifindex;
+    const echoed = linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'vepa', '52:54:00:11:00:01', '1');
+    const fallback = linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'bridge', '52:54:00:11:00:02', '0');
+    for (const [link, mode, mac] of [[echoed, MACVLAN_MODE_VEPA, '52:54:00:11:00:01'], [fallback, MACVLAN_MODE_BRIDGE, '52:54:00:11:00:02']] as const) {
+      const kernel = ns.link(link.name);
+      t.ok(kernel, `${link.name} exists`);
+      t.equal(link.index, kernel?.ifindex, 'ifindex as the kernel says');
+      t.equal(link.kind, 'macvtap');
+      t.equal(link.macvlanMode, mode);
+      t.equal(link.mac, mac);
+      t.equal(link.lowerIndex, lowerIndex);
+    }
+    t.not(echoed.name, fallback.name);
+  });
+
+  t.test('getLinkByName resolves alternative names; the canonical name comes back', async (t) => {
+    const ns = createNetns(t, 'altname');
+    addVethPair(ns);
+    const r = spawnSync('ip', ['-n', ns.name, 'link', 'property', 'add', 'dev', 'v0', 'altname', 'uplink0'], { encoding: 'utf8' });
+    t.equal(r.status, 0, `alternative names work here (${r.stderr.trim()})`);
+    const viaAlt = linkOp(ns, 'get', 'uplink0');
+    t.equal(viaAlt.name, 'v0', 'looked up by altname, canonical name returned');
+    t.same(viaAlt.altNames, ['uplink0']);
+    t.equal(linkOp(ns, 'get', 'nope0'), null, 'a missing device is null, not an error');
+  });
+}
