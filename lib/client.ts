@@ -1,15 +1,15 @@
 // Calling a helper from Node: run it with --socketpair, collect the fds and
 // the features record it sends, and report its failures with its own words.
 //
-// The helper sends one message and exits, so we wait for the exit and then
-// read the already-queued message without blocking: no polling, no thread,
-// and the timeout covers the whole call.
+// The helper sends its record (with the fds attached) and exits, so we wait
+// for the exit and then read what is queued without blocking: no polling, no
+// thread, and the timeout covers the whole call.
 
 import { spawn } from 'node:child_process';
-import { AF_UNIX, SCM_MAX_FD, SOCK_CLOEXEC, SOCK_STREAM, MSG_DONTWAIT } from './constants.ts';
+import { AF_UNIX, MAX_TAP_QUEUES, SOCK_CLOEXEC, SOCK_STREAM, MSG_DONTWAIT } from './constants.ts';
 import * as libc from './libc.ts';
 import { MAX_RECORD_BYTES, parseHelperRecord, type HelperRecord } from './record.ts';
-import { receiveWithFds } from './scm.ts';
+import { receiveStreamWithFds } from './scm.ts';
 
 /** The fd number the helper sees its end of the socket pair as. */
 const CHILD_SOCKET_FD = 3;
@@ -83,7 +83,7 @@ function collect(sock: number, exit: { code: number | null; signal: NodeJS.Signa
   const firstStderrLine = exit.stderr.split('\n').find((l) => l.trim() !== '' && !/^\S+ qemu-net-helper:/.test(l));
   let received;
   try {
-    received = receiveWithFds(sock, MAX_RECORD_BYTES + 1, SCM_MAX_FD, MSG_DONTWAIT);
+    received = receiveStreamWithFds(sock, MAX_RECORD_BYTES, 2 * MAX_TAP_QUEUES, MSG_DONTWAIT);
   } catch (err) {
     const nothing = err instanceof libc.SysError && err.code === 'EAGAIN';
     throw new HelperCallError(

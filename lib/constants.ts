@@ -95,8 +95,25 @@ export const IFF_NO_PI = 0x1000;
 export const IFF_ONE_QUEUE = 0x2000;
 export const IFF_VNET_HDR = 0x4000;
 export const IFF_MULTI_QUEUE = 0x0100;
+export const TUNSETOFFLOAD = 0x400454d0; // argument is the flags value itself, not a pointer
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_TSO_ECN = 0x08;
+export const TUN_F_UFO = 0x10;
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
+export const MAX_TAP_QUEUES = 256; // MAX_TAP_QUEUES in drivers/net/tap.c
 export const IFREQ_SIZE = 40; // struct ifreq on x86_64
 export const VIRTIO_NET_HDR_LEN = 10; // struct virtio_net_hdr, the macvtap default vnet_hdr_sz
+
+// <linux/vhost.h>, <linux/miscdevice.h>
+export const VHOST_GET_FEATURES = 0x8008af00; // _IOR(VHOST_VIRTIO, 0x00, __u64)
+export const MISC_MAJOR = 10;
+export const VHOST_NET_MINOR = 238;
+
+// <poll.h>
+export const POLLIN = 0x001;
 
 // <sys/socket.h>
 export const AF_UNIX = 1;

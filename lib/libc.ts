@@ -66,6 +66,7 @@ const c = {
   open: libc.func('int open(const char *path, int flags, ...)'),
   close: libc.func('int close(int fd)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
+  poll: libc.func('int poll(void *fds, uint64_t nfds, int timeout)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   fstat: libc.func('int fstat(int fd, void *statbuf)'),
   mknod: libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
@@ -195,6 +196,20 @@ export function closeQuietly(...fds: (number | undefined)[]): void {
 /** ioctl(2) whose argument is a pointer to `arg`. */
 export function ioctlPtr(fd: number, request: number, arg: Buffer, name: string): number {
   return check(`ioctl(${name})`, c.ioctl(fd, request, 'void *', arg));
+}
+
+/** ioctl(2) whose argument is an integer passed by value. */
+export function ioctlInt(fd: number, request: number, arg: number, name: string): number {
+  return check(`ioctl(${name})`, c.ioctl(fd, request, 'unsigned long', arg));
+}
+
+/** poll(2) on one fd; returns the revents (0 on timeout). */
+export function pollOne(fd: number, events: number, timeoutMs: number): number {
+  const pfd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(events, 4);
+  const n = check('poll', c.poll(pfd, 1, timeoutMs));
+  return n === 0 ? 0 : pfd.readInt16LE(6);
 }
 
 export function fcntl(fd: number, cmd: number, arg = 0): number {

@@ -20,8 +20,18 @@ export interface HelperRecord {
   mode: string;
   mac: string;
   queues: number;
+  /** IFF_MULTI_QUEUE is set on every queue (always when queues > 1). */
+  multiQueue: boolean;
   vnetHdr: boolean;
+  /** The virtio-net header size the queues use (TUNGETVNETHDRSZ). */
+  vnetHdrSize: number;
+  /** Offloads the kernel accepts on these queues (TUNSETOFFLOAD), e.g. csum,tso4. QEMU enables what the guest negotiates. */
+  offloads: string[];
   vhost: boolean;
+  /** VHOST_GET_FEATURES of the vhost fds, when vhost is on and the kernel answered. */
+  vhostFeatures?: bigint | undefined;
+  /** Why vhost is off although it was tried (--vhost=try). */
+  vhostError?: string | undefined;
   fds: FdKind[];
 }
 
@@ -85,17 +95,23 @@ export function decodeRecord(data: Buffer): Map<string, string> {
 
 /** The ordered fields of a successful run, as the helper sends them. */
 export function helperRecordFields(r: HelperRecord): Array<[string, string | number]> {
-  return [
+  const fields: Array<[string, string | number]> = [
     ['ifname', r.ifname],
     ['ifindex', r.ifindex],
     ['lower', r.lower],
     ['mode', r.mode],
     ['mac', r.mac],
     ['queues', r.queues],
+    ['multi_queue', r.multiQueue ? 1 : 0],
     ['vnet_hdr', r.vnetHdr ? 1 : 0],
+    ['vnet_hdr_sz', r.vnetHdrSize],
+    ['offloads', r.offloads.join(',')],
     ['vhost', r.vhost ? 1 : 0],
-    ['fds', r.fds.join(',')],
   ];
+  if (r.vhostFeatures !== undefined) fields.push(['vhost_features', `0x${r.vhostFeatures.toString(16)}`]);
+  if (r.vhostError !== undefined) fields.push(['vhost_error', r.vhostError]);
+  fields.push(['fds', r.fds.join(',')]);
+  return fields;
 }
 
 export function encodeHelperRecord(r: HelperRecord): Buffer {
@@ -141,6 +157,9 @@ export function parseHelperRecord(data: Buffer): DecodedHelperRecord {
   for (const kind of fds) {
     if (kind !== 'tap' && kind !== 'vhost') throw new RecordError(`record fds lists an unknown kind ${JSON.stringify(kind)}`);
   }
+  const features = fields.get('vhost_features');
+  if (features !== undefined && !/^0x[0-9a-f]{1,16}$/.test(features)) throw new RecordError(`record vhost_features=${features} is not a hex number`);
+  const offloads = fields.get('offloads') ?? '';
   const record: HelperRecord = {
     ifname: requireField(fields, 'ifname'),
     ifindex: requireInt(fields, 'ifindex', 1, 0x7fffffff),
@@ -148,10 +167,19 @@ export function parseHelperRecord(data: Buffer): DecodedHelperRecord {
     mode: requireField(fields, 'mode'),
     mac: requireField(fields, 'mac'),
     queues: requireInt(fields, 'queues', 1, 256),
+    multiQueue: requireBool(fields, 'multi_queue'),
     vnetHdr: requireBool(fields, 'vnet_hdr'),
+    vnetHdrSize: requireInt(fields, 'vnet_hdr_sz', 0, 65535),
+    offloads: offloads === '' ? [] : offloads.split(','),
     vhost: requireBool(fields, 'vhost'),
+    vhostFeatures: features === undefined ? undefined : BigInt(features),
+    vhostError: fields.get('vhost_error'),
     fds: fds as FdKind[],
   };
+  const taps = record.fds.filter((k) => k === 'tap').length;
+  const vhosts = record.fds.length - taps;
+  if (taps !== record.queues) throw new RecordError(`record lists ${taps} tap fds for ${record.queues} queues`);
+  if (vhosts !== (record.vhost ? record.queues : 0)) throw new RecordError(`record lists ${vhosts} vhost fds with vhost=${record.vhost ? 1 : 0} and ${record.queues} queues`);
   return { ok: true, record, fields };
 }
 
@@ -165,8 +193,13 @@ export function helperRecordJson(r: HelperRecord): Record<string, unknown> {
     mode: r.mode,
     mac: r.mac,
     queues: r.queues,
+    multi_queue: r.multiQueue,
     vnet_hdr: r.vnetHdr,
+    vnet_hdr_sz: r.vnetHdrSize,
+    offloads: r.offloads,
     vhost: r.vhost,
+    ...(r.vhostFeatures !== undefined ? { vhost_features: `0x${r.vhostFeatures.toString(16)}` } : {}),
+    ...(r.vhostError !== undefined ? { vhost_error: r.vhostError } : {}),
     fds: r.fds,
   };
 }

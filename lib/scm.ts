@@ -36,6 +36,22 @@ export function sendWithFds(sock: number, data: Buffer, fds: readonly number[]):
   if (sent !== data.length) throw new Error(`sendmsg sent ${sent} of ${data.length} bytes`);
 }
 
+/**
+ * Sends `data` as a stream with `fds` attached along it, in as many sendmsg
+ * calls as the kernel's limit of SCM_MAX_FD fds per message requires (the
+ * data is split so that each call carries at least one byte). The reader
+ * sees one byte stream and the fds in order: receiveStreamWithFds.
+ */
+export function sendStreamWithFds(sock: number, data: Buffer, fds: readonly number[]): void {
+  const chunks = Math.max(1, Math.ceil(fds.length / SCM_MAX_FD));
+  if (data.length < chunks) throw new Error(`cannot attach ${fds.length} fds to ${data.length} bytes`);
+  const bytesPerChunk = Math.ceil(data.length / chunks);
+  for (let i = 0; i < chunks; i++) {
+    const part = data.subarray(i * bytesPerChunk, Math.min(data.length, (i + 1) * bytesPerChunk));
+    sendWithFds(sock, part, fds.slice(i * SCM_MAX_FD, (i + 1) * SCM_MAX_FD));
+  }
+}
+
 export interface Received {
   data: Buffer;
   fds: number[];
@@ -78,6 +94,38 @@ export function receiveWithFds(sock: number, maxData: number, maxFds: number, fl
     throw new Error(problem);
   }
   return { data: data.subarray(0, length), fds };
+}
+
+/**
+ * Reads a stream to its end (or, with MSG_DONTWAIT, to what is queued),
+ * collecting every fd attached along it. At most `maxData` bytes and
+ * `maxFds` fds; beyond either, everything received is closed and it throws.
+ */
+export function receiveStreamWithFds(sock: number, maxData: number, maxFds: number, flags = 0): Received {
+  const parts: Buffer[] = [];
+  const fds: number[] = [];
+  let total = 0;
+  try {
+    for (let calls = 0; calls <= maxData; calls++) {
+      let got: Received;
+      try {
+        got = receiveWithFds(sock, maxData - total + 1, SCM_MAX_FD, flags);
+      } catch (err) {
+        if (total > 0 && err instanceof libc.SysError && err.code === 'EAGAIN') break;
+        throw err;
+      }
+      fds.push(...got.fds);
+      if (fds.length > maxFds) throw new Error(`received more than ${maxFds} fds`);
+      if (got.data.length === 0) break; // end of stream
+      total += got.data.length;
+      if (total > maxData) throw new Error(`stream longer than ${maxData} bytes`);
+      parts.push(Buffer.from(got.data));
+    }
+  } catch (err) {
+    libc.closeQuietly(...fds);
+    throw err;
+  }
+  return { data: Buffer.concat(parts), fds };
 }
 
 /** Throws unless `fd` is an open unix-domain stream socket (what QEMU and our clients hand a helper). */

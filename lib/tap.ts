@@ -18,7 +18,8 @@ import { lstatSync, mkdtempSync, readFileSync, rmdirSync, unlinkSync } from 'nod
 import createDebug from 'debug';
 import {
   O_RDWR, O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, S_IFMT, S_IFCHR, TUNSETIFF, TUNGETIFF, IFF_TAP, IFF_NO_PI,
-  IFF_VNET_HDR, IFF_MULTI_QUEUE, IFREQ_SIZE, IFNAMSIZ, makedev,
+  IFF_VNET_HDR, IFF_MULTI_QUEUE, IFREQ_SIZE, IFNAMSIZ, makedev, TUNGETVNETHDRSZ, TUNSETOFFLOAD,
+  TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UFO, TUN_F_USO4, TUN_F_USO6,
 } from './constants.ts';
 import * as libc from './libc.ts';
 import { HelperError } from './errors.ts';
@@ -162,4 +163,36 @@ export function openTapQueue(link: { name: string; index: number }, opts: TapQue
   }
   debug('opened a queue of %s (ifindex %d) via %s: fd %d', link.name, link.index, via, fd);
   return { fd, via };
+}
+
+/** TUNGETVNETHDRSZ: the size of the virtio-net header this queue reads and writes. */
+export function readVnetHdrSize(fd: number): number {
+  const buf = Buffer.alloc(4);
+  libc.ioctlPtr(fd, TUNGETVNETHDRSZ, buf, 'TUNGETVNETHDRSZ');
+  return buf.readInt32LE(0);
+}
+
+const OFFLOADS: ReadonlyArray<[string, number]> = [
+  ['csum', TUN_F_CSUM], ['tso4', TUN_F_TSO4], ['tso6', TUN_F_TSO6], ['tso_ecn', TUN_F_TSO_ECN],
+  ['ufo', TUN_F_UFO], ['uso4', TUN_F_USO4], ['uso6', TUN_F_USO6],
+];
+
+/**
+ * The offloads the kernel accepts on this queue, each tried with TUNSETOFFLOAD
+ * (segmentation offloads together with checksum offload, which they need),
+ * then all switched off again: QEMU sets what the guest negotiates, and starts
+ * from none itself.
+ */
+export function probeOffloads(fd: number): string[] {
+  const accepted: string[] = [];
+  for (const [name, flag] of OFFLOADS) {
+    try {
+      libc.ioctlInt(fd, TUNSETOFFLOAD, flag | TUN_F_CSUM, 'TUNSETOFFLOAD');
+      accepted.push(name);
+    } catch (err) {
+      if (!(err instanceof libc.SysError && err.code === 'EINVAL')) throw err;
+    }
+  }
+  libc.ioctlInt(fd, TUNSETOFFLOAD, 0, 'TUNSETOFFLOAD');
+  return accepted;
 }

@@ -1,21 +1,22 @@
 // The one main every helper executable runs, in the order doas does things:
 // parse the command line, identify the caller, check the reply channel,
-// act (create the macvtap, open its queue), hand the result over, exit.
+// act (create the macvtap, open its queues), hand the result over, exit.
 // Whatever fails after the link exists deletes the link before exiting.
 
 import createDebug from 'debug';
 import { HelperError, UsageError, oneLine } from '../errors.ts';
 import * as libc from '../libc.ts';
-import { formatMac, generateMac } from '../mac.ts';
-import { MODE_VALUES } from '../modes.ts';
-import { addMacvtap, deleteLink, getLinkByName, type Link } from '../netlink/link.ts';
-import { NetlinkError, withNetlink, type NetlinkSocket } from '../netlink/socket.ts';
-import { encodeErrorRecord, encodeHelperRecord, helperRecordFields, helperRecordJson, type HelperRecord } from '../record.ts';
-import { checkUnixStreamSocket, sendWithFds } from '../scm.ts';
-import { openTapQueue } from '../tap.ts';
+import { deleteLink } from '../netlink/link.ts';
+import { withNetlink, type NetlinkSocket } from '../netlink/socket.ts';
+import { encodeErrorRecord, encodeHelperRecord, helperRecordFields, helperRecordJson, type FdKind, type HelperRecord } from '../record.ts';
+import { checkUnixStreamSocket, sendStreamWithFds, sendWithFds } from '../scm.ts';
+import { SYS_CLASS_NET } from '../sriov.ts';
+import { SYSTEM_VHOST, VhostUnavailableError, type VhostOpener } from '../vhost.ts';
 import { VERSION } from '../version.ts';
+import { allocateLink, deleteLinkQuietly } from './allocate.ts';
 import { outputSocketFromArgv, parseHelperArgs, type CreateRequest } from './options.ts';
 import type { HelperProgram } from './programs.ts';
+import { openQueueSet, type QueueSet } from './queues.ts';
 import { usage } from './usage.ts';
 
 const debug = createDebug('qemu-net-helper:helper');
@@ -24,8 +25,18 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
+/**
+ * What tests may replace. Only entry points under test/ pass these; the
+ * installed helpers' entry points call runHelper without them, so nothing on
+ * the command line or in the environment can reach them.
+ */
+export interface HelperSeams {
+  sysClassNet?: string;
+  vhostOpener?: VhostOpener;
+}
+
 /** Runs a helper to completion and returns its exit status. Never throws. */
-export function runHelper(program: HelperProgram, argv: readonly string[]): number {
+export function runHelper(program: HelperProgram, argv: readonly string[], seams: HelperSeams = {}): number {
   debug('%s %s argv=%o', program.name, VERSION, argv);
   const replySocket = outputSocketFromArgv(argv);
   let request;
@@ -45,7 +56,7 @@ export function runHelper(program: HelperProgram, argv: readonly string[]): numb
   try {
     requireRoot();
     if (request.output.kind !== 'probe') checkReplySocket(request.output.kind, request.output.fd);
-    const record = withNetlink((nl) => createAndHandOver(nl, request));
+    const record = withNetlink((nl) => createAndHandOver(nl, request, seams));
     debug('done: %s', record.ifname);
     return EXIT_OK;
   } catch (err) {
@@ -72,82 +83,59 @@ function checkReplySocket(kind: 'fd' | 'socketpair', fd: number): void {
   }
 }
 
-function createAndHandOver(nl: NetlinkSocket, req: CreateRequest): HelperRecord {
-  const lower = getLinkByName(nl, req.lower);
-  if (!lower) throw new HelperError(`there is no network device named ${req.lower} in this network namespace`, "check the name with 'ip link'");
-  debug('lower device %s has ifindex %d', lower.name, lower.index);
-
-  const mac = req.mac ?? generateMac();
-  let link: Link | undefined;
+function createAndHandOver(nl: NetlinkSocket, req: CreateRequest, seams: HelperSeams): HelperRecord {
+  const { lower, link } = allocateLink(nl, req, seams.sysClassNet ?? SYS_CLASS_NET);
   try {
-    link = createMacvtap(nl, req, lower, mac);
-    debug('created %s (ifindex %d) in mode %s on %s', link.name, link.index, req.mode, lower.name);
-    const queue = openTapQueue(link, { vnetHdr: req.vnetHdr });
+    let queues: QueueSet;
     try {
+      queues = openQueueSet(link, req, seams.vhostOpener ?? SYSTEM_VHOST);
+    } catch (err) {
+      if (err instanceof VhostUnavailableError) {
+        throw new HelperError(`--vhost=on, but ${err.message}`, "load vhost_net ('modprobe vhost_net'), or use --vhost=try to go on without it");
+      }
+      throw err;
+    }
+    try {
+      const fds: FdKind[] = [...queues.tapFds.map((): FdKind => 'tap'), ...queues.vhostFds.map((): FdKind => 'vhost')];
       const record: HelperRecord = {
         ifname: link.name,
         ifindex: link.index,
         lower: lower.name,
         mode: req.mode,
-        mac: link.mac ?? formatMac(mac),
-        queues: 1,
+        mac: link.mac ?? '',
+        queues: req.queues,
+        multiQueue: queues.multiQueue,
         vnetHdr: req.vnetHdr,
-        vhost: false,
-        fds: ['tap'],
+        vnetHdrSize: queues.vnetHdrSize,
+        offloads: queues.offloads,
+        vhost: queues.vhostFds.length > 0,
+        vhostFeatures: queues.vhostFeatures,
+        vhostError: queues.vhostError,
+        fds,
       };
-      handOver(req, record, queue.fd);
+      handOver(req, record, [...queues.tapFds, ...queues.vhostFds]);
       if (req.output.kind === 'probe') {
         deleteLink(nl, link.index);
         debug('probe: deleted %s', link.name);
       }
       return record;
     } finally {
-      libc.closeQuietly(queue.fd);
+      queues.close();
     }
   } catch (err) {
-    if (link) rollback(nl, link);
+    deleteLinkQuietly(nl, link);
     throw err;
   }
 }
 
-function createMacvtap(nl: NetlinkSocket, req: CreateRequest, lower: Link, mac: Buffer): Link {
-  try {
-    return addMacvtap(nl, { lowerIndex: lower.index, name: req.ifname, mode: MODE_VALUES[req.mode], mac, up: true });
-  } catch (err) {
-    throw explainCreateError(err, req, lower, mac);
-  }
-}
-
-/** Turns the kernel's refusal into a cause and a fix a person can act on. */
-function explainCreateError(err: unknown, req: CreateRequest, lower: Link, mac: Buffer): unknown {
-  if (!(err instanceof NetlinkError)) return err;
-  const kernel = err.extAck ? ` (kernel: ${err.extAck})` : '';
-  switch (err.code) {
-    case 'EEXIST':
-    case 'ENFILE':
-      return new HelperError(`cannot create ${req.ifname}: a link with that name already exists${kernel}`, 'choose another --ifname or leave it out');
-    case 'EADDRINUSE':
-      return new HelperError(`cannot create a macvtap with MAC ${formatMac(mac)} on ${lower.name}: the address is in use there${kernel}`, 'choose another --mac');
-    case 'EBUSY':
-      return new HelperError(`cannot create a macvtap on ${lower.name}: the device is busy (a bridge port or bond slave?)${kernel}`, 'use a device that is not enslaved');
-    case 'EOPNOTSUPP':
-      return new HelperError(`this kernel cannot create macvtap links${kernel}`, "load the module with 'modprobe macvtap'");
-    case 'EINVAL':
-      return new HelperError(`the kernel refused a ${req.mode} macvtap on ${lower.name}${kernel}`,
-        `check that ${lower.name} is an Ethernet device without a passthru macvtap on it`);
-    default:
-      return new HelperError(`cannot create a macvtap on ${lower.name}: ${err.message}`, 'see the kernel message above, or rerun with DEBUG=qemu-net-helper:*');
-  }
-}
-
-function handOver(req: CreateRequest, record: HelperRecord, tapFd: number): void {
+function handOver(req: CreateRequest, record: HelperRecord, fds: number[]): void {
   const out = req.output;
   try {
     if (out.kind === 'fd') {
       // Exactly what qemu-bridge-helper sends: one zero byte and one fd.
-      sendWithFds(out.fd, Buffer.from([0]), [tapFd]);
+      sendWithFds(out.fd, Buffer.from([0]), fds);
     } else if (out.kind === 'socketpair') {
-      sendWithFds(out.fd, encodeHelperRecord(record), [tapFd]);
+      sendStreamWithFds(out.fd, encodeHelperRecord(record), fds);
     } else if (out.json) {
       process.stdout.write(JSON.stringify(helperRecordJson(record), null, 2) + '\n');
     } else {
@@ -159,16 +147,7 @@ function handOver(req: CreateRequest, record: HelperRecord, tapFd: number): void
     }
     throw err;
   }
-  debug('handed over %s via %s', record.ifname, out.kind);
-}
-
-function rollback(nl: NetlinkSocket, link: Link): void {
-  try {
-    deleteLink(nl, link.index);
-    debug('rolled back: deleted %s', link.name);
-  } catch (err) {
-    process.stderr.write(`cannot delete ${link.name} (ifindex ${link.index}) after a failure: ${(err as Error).message}; delete it with 'ip link del ${link.name}'\n`);
-  }
+  debug('handed over %s via %s: %s', record.ifname, out.kind, record.fds.join(','));
 }
 
 /** Reports a failure: one line on stderr and, in --socketpair mode, an error record. */

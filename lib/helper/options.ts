@@ -7,30 +7,43 @@
 // lets a user write helper=qemu-net-helper-vepa,br=eth0 without a shell.
 
 import { parseDecimal, parseOptions, type OptionSpec } from '../args.ts';
+import { MAX_TAP_QUEUES } from '../constants.ts';
 import { UsageError } from '../errors.ts';
 import { parseMac } from '../mac.ts';
 import type { ModeName } from '../modes.ts';
 import { checkIfname } from '../names.ts';
+import type { VhostMode } from '../vhost.ts';
 import type { HelperProgram } from './programs.ts';
 
 export const DEFAULT_IFNAME_TEMPLATE = 'macvtap%d';
 const MAX_FD = 0x7fffffff;
+const MAX_POOL_MEMBERS = 256;
 
-export const HELPER_OPTIONS: readonly OptionSpec[] = [
+const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: 'dev', kind: 'value', aliases: ['arg-dev'] },
   { name: 'mode', kind: 'value' },
   { name: 'mac', kind: 'value' },
   { name: 'ifname', kind: 'value' },
+  { name: 'queues', kind: 'value' },
+  { name: 'vhost', kind: 'value' },
+  { name: 'try-vhost', kind: 'flag' },
   { name: 'fd', kind: 'value' },
   { name: 'socketpair', kind: 'value' },
   { name: 'probe', kind: 'flag' },
   { name: 'json', kind: 'flag' },
   { name: 'use-vnet', kind: 'flag' },
   { name: 'br', kind: 'value' },
-  { name: 'try-vhost', kind: 'flag' },
   { name: 'help', kind: 'flag' },
   { name: 'version', kind: 'flag' },
 ];
+
+/** The options `program` accepts: the common ones plus its ways of naming devices. */
+export function optionSpecs(program: HelperProgram): OptionSpec[] {
+  const specs = [...COMMON_OPTIONS];
+  if (program.targets.includes('pool')) specs.push({ name: 'pool', kind: 'value' });
+  if (program.targets.includes('pf')) specs.push({ name: 'pf', kind: 'value' });
+  return specs;
+}
 
 /** Where the result goes: QEMU's one-fd protocol, our record protocol, or stdout. */
 export type Output =
@@ -38,12 +51,20 @@ export type Output =
   | { kind: 'socketpair'; fd: number }
   | { kind: 'probe'; json: boolean };
 
+/** The lower device(s) to try, in order. */
+export type Target =
+  | { kind: 'dev'; name: string }
+  | { kind: 'pool'; members: string[] }
+  | { kind: 'pf'; name: string };
+
 export interface CreateRequest {
   action: 'create';
-  lower: string;
+  target: Target;
   mode: ModeName;
   mac: Buffer | undefined;
   ifname: string;
+  queues: number;
+  vhost: VhostMode;
   output: Output;
   vnetHdr: boolean;
 }
@@ -75,8 +96,37 @@ function replyFd(option: 'fd' | 'socketpair', text: string): number {
   return fd;
 }
 
+function parseTarget(program: HelperProgram, o: Map<string, string | true>): Target {
+  const given = (['dev', 'pool', 'pf'] as const).filter((k) => o.has(k));
+  if (given.length > 1) throw new UsageError(`--${given.join(' and --')} cannot be combined`, 'name the lower device one way only');
+  const ways = program.targets.map((k) => `--${k}=${k === 'pool' ? 'IF1,IF2,...' : 'IFNAME'}`).join(', ');
+  if (o.has('pool')) {
+    const text = o.get('pool') as string;
+    const members = text.split(',');
+    if (members.length > MAX_POOL_MEMBERS) throw new UsageError(`--pool has ${members.length} members; at most ${MAX_POOL_MEMBERS} are allowed`, 'use a shorter list');
+    members.forEach((m) => checkIfname('pool', m));
+    if (new Set(members).size !== members.length) throw new UsageError(`--pool=${text} names a device twice`, 'list each device once');
+    return { kind: 'pool', members };
+  }
+  if (o.has('pf')) return { kind: 'pf', name: checkIfname('pf', o.get('pf') as string) };
+  if (o.has('dev')) {
+    if (o.has('br')) checkIfname('br', o.get('br') as string); // QEMU's default, validated, then ignored
+    return { kind: 'dev', name: checkIfname('dev', o.get('dev') as string) };
+  }
+  if (o.has('br')) return { kind: 'dev', name: checkIfname('br', o.get('br') as string) };
+  throw new UsageError('no lower device given', `name it with ${ways}`);
+}
+
+function parseVhost(o: Map<string, string | true>): VhostMode {
+  if (o.has('vhost') && o.has('try-vhost')) throw new UsageError('--vhost and --try-vhost cannot be combined', '--try-vhost means --vhost=try; give one');
+  if (o.has('try-vhost')) return 'try';
+  const text = (o.get('vhost') as string | undefined) ?? 'try';
+  if (text !== 'on' && text !== 'off' && text !== 'try') throw new UsageError(`--vhost=${JSON.stringify(text)} is not on, off or try`, 'use --vhost=on, --vhost=off or --vhost=try');
+  return text;
+}
+
 export function parseHelperArgs(program: HelperProgram, argv: readonly string[]): HelperRequest {
-  const o = parseOptions(argv, HELPER_OPTIONS);
+  const o = parseOptions(argv, optionSpecs(program));
   if (o.has('help')) return { action: 'help' };
   if (o.has('version')) return { action: 'version' };
 
@@ -91,24 +141,37 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
   else output = { kind: 'probe', json: o.has('json') };
   if (o.has('json') && output.kind !== 'probe') throw new UsageError('--json goes with --probe', 'add --probe or drop --json');
 
-  const lowerText = (o.get('dev') ?? o.get('br')) as string | undefined;
-  if (lowerText === undefined) throw new UsageError('no lower device given', 'name the host device with --dev=IFNAME, e.g. --dev=eth0');
-  const lower = checkIfname(o.has('dev') ? 'dev' : 'br', lowerText);
-  if (o.has('br') && o.has('dev')) checkIfname('br', o.get('br') as string); // still validated, then ignored
+  const target = parseTarget(program, o);
 
   const modeText = (o.get('mode') as string | undefined) ?? program.modes[0];
   const mode = program.modes.find((m) => m === modeText);
   if (!mode) throw new UsageError(`--mode=${JSON.stringify(modeText)} is not a mode ${program.name} provides`, `use one of: ${program.modes.join(', ')}`);
+
+  const queues = o.has('queues') ? parseDecimal('queues', o.get('queues') as string, 1, MAX_TAP_QUEUES) : 1;
+  let vhost = parseVhost(o);
+  if (output.kind === 'fd') {
+    if (queues > 1) {
+      throw new UsageError(`--queues=${queues} cannot be used with --fd: QEMU's helper= protocol carries exactly one fd`,
+        'use --socketpair (as qemu-net-launch does) for several queues');
+    }
+    if (vhost === 'on') {
+      throw new UsageError("--vhost=on cannot be used with --fd: QEMU's helper= protocol carries no vhost fd",
+        'ask QEMU for vhost instead: -netdev tap,helper=...,vhost=on');
+    }
+    vhost = 'off'; // QEMU opens /dev/vhost-net itself when asked
+  }
 
   const macText = o.get('mac') as string | undefined;
   const ifname = checkIfname('ifname', (o.get('ifname') as string | undefined) ?? DEFAULT_IFNAME_TEMPLATE, { template: true });
 
   return {
     action: 'create',
-    lower,
+    target,
     mode,
     mac: macText === undefined ? undefined : parseMac(macText),
     ifname,
+    queues,
+    vhost,
     output,
     // QEMU asks for the vnet header with --use-vnet; our own protocol always uses it.
     vnetHdr: output.kind === 'fd' ? o.has('use-vnet') : true,

@@ -1,37 +1,57 @@
-// --help text. Keep in step with docs/ and the man pages.
+// --help text, made from the program's description so that each helper
+// lists exactly the options it accepts. Keep in step with docs/ and the man pages.
 
 import { VERSION } from '../version.ts';
 import type { HelperProgram } from './programs.ts';
 
 export function usage(program: HelperProgram): string {
   const modes = program.modes.join('|');
-  return `Usage: ${program.name} --dev=IFNAME [--mode=${modes}] [--mac=MAC] [--ifname=NAME]
-         (--fd=N [--use-vnet] | --socketpair=N | --probe [--json])
-
-${program.name} ${VERSION}: ${program.summary}.
-It creates a macvtap on IFNAME, opens a queue of it and hands the queue over.
-
-  --dev=IFNAME      host network device to attach to (alias --arg-dev; QEMU's
-                    --br=NAME is used when --dev is absent)
-  --mode=MODE       ${modes} (default ${program.modes[0]})
-  --mac=MAC         the macvtap's address; the guest NIC must use the same one
-                    (default: a random 52:54:00:xx:xx:xx)
-  --ifname=NAME     name of the new link, at most 15 bytes; one %d is replaced
-                    by a free number (default macvtap%d)
-  --fd=N            QEMU's helper protocol: send one tap fd over unix socket N
-  --use-vnet        with --fd: enable the virtio-net header (QEMU adds this)
-  --socketpair=N    send the tap fd and a features record over unix socket N
-                    (see docs/protocol.md)
-  --probe           do everything for real, print the record, delete the link
-  --json            with --probe: print the record as JSON
-  --try-vhost       accepted for compatibility; this version hands over no
-                    vhost-net fd (vhost=0 in the record)
-  --help, --version
-
-With QEMU:  -netdev tap,id=n0,helper="${program.name} --dev=eth0 --mac=52:54:00:12:34:56"
-            -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56
-Until the policy file exists, only root may run it. Exit status: 0 success,
-1 failure (nothing is left behind), 2 bad command line.
-DEBUG=qemu-net-helper:* traces each step on stderr.
-`;
+  const pools = program.targets.includes('pool');
+  const target = pools ? '(--dev=IFNAME | --pool=IF1,IF2,... | --pf=IFNAME)' : '--dev=IFNAME';
+  const modeLine = program.modes.length > 1 ? ` [--mode=${modes}]` : '';
+  const lines = [
+    `Usage: ${program.name} ${target}${modeLine} [--mac=MAC] [--ifname=NAME]`,
+    `         [--queues=N] [--vhost=on|off|try] (--fd=N [--use-vnet] | --socketpair=N | --probe [--json])`,
+    '',
+    `${program.name} ${VERSION}: ${program.summary}.`,
+    'It creates a macvtap, opens its queue(s) and hands them over.',
+    '',
+    '  --dev=IFNAME      host network device to attach to (alias --arg-dev; QEMU\'s',
+    '                    --br=NAME is used when --dev is absent)',
+  ];
+  if (pools) {
+    lines.push(
+      '  --pool=IF1,...    take the first listed device that has no macvtap on it',
+      '  --pf=IFNAME       take the first free SR-IOV virtual function of IFNAME',
+    );
+  }
+  if (program.modes.length > 1) lines.push(`  --mode=MODE       ${modes} (default ${program.modes[0]})`);
+  else lines.push(`                    (the macvtap is made in ${program.modes[0]} mode)`);
+  lines.push(
+    program.modes[0] === 'passthru'
+      ? '  --mac=MAC         set this MAC on the device (default: keep its own); the\n                    device gets its own MAC back when the macvtap is deleted'
+      : '  --mac=MAC         the macvtap\'s address; the guest NIC must use the same one\n                    (default: a random 52:54:00:xx:xx:xx)',
+    '  --ifname=NAME     name of the new link, at most 15 bytes; one %d is replaced',
+    '                    by a free number (default macvtap%d)',
+    '  --queues=N        open N queues, 1..256 (more than 1 needs --socketpair)',
+    '  --vhost=MODE      on: hand over one /dev/vhost-net fd per queue or fail;',
+    '                    try (default): the same, or go on without and say why;',
+    '                    off: none. Ignored with --fd (QEMU opens vhost itself).',
+    '  --try-vhost       the same as --vhost=try',
+    '  --fd=N            QEMU\'s helper protocol: send one tap fd over unix socket N',
+    '  --use-vnet        with --fd: enable the virtio-net header (QEMU adds this)',
+    '  --socketpair=N    send the fds and a features record over unix socket N',
+    '                    (see docs/protocol.md)',
+    '  --probe           do everything for real, print the record, delete the link',
+    '  --json            with --probe: print the record as JSON',
+    '  --help, --version',
+    '',
+    `With QEMU:  -netdev tap,id=n0,helper="${program.name} --dev=eth0 --mac=52:54:00:12:34:56"`,
+    '            -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56',
+    'Until the policy file exists, only root may run it. Exit status: 0 success,',
+    '1 failure (nothing is left behind), 2 bad command line.',
+    'DEBUG=qemu-net-helper:* traces each step on stderr.',
+    '',
+  );
+  return lines.join('\n');
 }

@@ -176,6 +176,16 @@ function findCreatedMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
   return matches[0]!;
 }
 
+/** Sets a link's hardware address (RTM_NEWLINK on an existing link). */
+export function setLinkAddress(nl: NetlinkSocket, index: number, mac: Buffer): void {
+  nl.request(RTM_NEWLINK, 0, Buffer.concat([ifinfo(index), attr.bytes(IFLA_ADDRESS, mac)]), `RTM_NEWLINK set address of index ${index}`);
+}
+
+/** Sets a link's alias (IFLA_IFALIAS); an empty string removes it. */
+export function setLinkAlias(nl: NetlinkSocket, index: number, alias: string): void {
+  nl.request(RTM_NEWLINK, 0, Buffer.concat([ifinfo(index), attr.string(IFLA_IFALIAS, alias)]), `RTM_NEWLINK set alias of index ${index}`);
+}
+
 export function deleteLink(nl: NetlinkSocket, index: number): void {
   nl.request(RTM_DELLINK, 0, ifinfo(index), `RTM_DELLINK index ${index}`);
 }

@@ -15,3 +15,10 @@ export function helperCommand(name: string): string[] {
 }
 
 export const VEPA = helperCommand('qemu-net-helper-vepa');
+export const BRIDGE = helperCommand('qemu-net-helper-bridge');
+export const PASSTHROUGH = helperCommand('qemu-net-helper-passthrough');
+
+/** argv prefix that runs helper `program` with test seams (see helper-with-seams.ts); the helper's own args follow. */
+export function seamedHelper(program: string, seams: string[]): string[] {
+  return ['env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', process.execPath, `${REPO}test/support/helper-with-seams.ts`, program, ...seams, '--'];
+}

@@ -5,18 +5,37 @@ import { decodeRecord, encodeErrorRecord, encodeHelperRecord, encodeRecord, help
 
 const sample: HelperRecord = {
   ifname: 'macvtap3', ifindex: 7, lower: 'eth0', mode: 'vepa', mac: '52:54:00:12:34:56',
-  queues: 1, vnetHdr: true, vhost: false, fds: ['tap'],
+  queues: 1, multiQueue: false, vnetHdr: true, vnetHdrSize: 10, offloads: ['csum', 'tso4'], vhost: false, fds: ['tap'],
 };
 
 t.test('a success record is exactly the documented text', async (t) => {
   t.equal(encodeHelperRecord(sample).toString(), [
     'version=1', 'ifname=macvtap3', 'ifindex=7', 'lower=eth0', 'mode=vepa', 'mac=52:54:00:12:34:56',
-    'queues=1', 'vnet_hdr=1', 'vhost=0', 'fds=tap', '',
+    'queues=1', 'multi_queue=0', 'vnet_hdr=1', 'vnet_hdr_sz=10', 'offloads=csum,tso4', 'vhost=0', 'fds=tap', '',
   ].join('\n'));
   const back = parseHelperRecord(encodeHelperRecord(sample));
   t.ok(back.ok);
   if (back.ok) t.same(back.record, sample, 'round trip');
-  t.same(helperRecordJson(sample), { version: 1, ifname: 'macvtap3', ifindex: 7, lower: 'eth0', mode: 'vepa', mac: '52:54:00:12:34:56', queues: 1, vnet_hdr: true, vhost: false, fds: ['tap'] });
+  t.same(helperRecordJson(sample), {
+    version: 1, ifname: 'macvtap3', ifindex: 7, lower: 'eth0', mode: 'vepa', mac: '52:54:00:12:34:56', queues: 1,
+    multi_queue: false, vnet_hdr: true, vnet_hdr_sz: 10, offloads: ['csum', 'tso4'], vhost: false, fds: ['tap'],
+  });
+});
+
+t.test('vhost and multiqueue keys', async (t) => {
+  const mq: HelperRecord = { ...sample, queues: 2, multiQueue: true, vhost: true, vhostFeatures: 0x1_7000_8000n, fds: ['tap', 'tap', 'vhost', 'vhost'] };
+  const text = encodeHelperRecord(mq).toString();
+  t.match(text, /\nqueues=2\nmulti_queue=1\n/);
+  t.match(text, /\nvhost=1\nvhost_features=0x170008000\nfds=tap,tap,vhost,vhost\n$/);
+  const back = parseHelperRecord(encodeHelperRecord(mq));
+  if (back.ok) t.same(back.record, mq, 'round trip');
+  else t.fail(back.error);
+  const fellBack: HelperRecord = { ...sample, vhostError: 'cannot open /dev/vhost-net: ENOENT (No such file or directory)' };
+  t.match(encodeHelperRecord(fellBack).toString(), /\nvhost=0\nvhost_error=cannot open \/dev\/vhost-net: ENOENT \(No such file or directory\)\nfds=tap\n$/);
+  const wrongCount = Buffer.from(encodeHelperRecord(mq).toString().replace('fds=tap,tap,vhost,vhost', 'fds=tap,vhost,vhost'));
+  t.throws(() => parseHelperRecord(wrongCount), /1 tap fds for 2 queues/);
+  const vhostWithoutFlag = Buffer.from(encodeHelperRecord(sample).toString().replace('fds=tap', 'fds=tap,vhost'));
+  t.throws(() => parseHelperRecord(vhostWithoutFlag), /1 vhost fds with vhost=0/);
 });
 
 t.test('an error record carries one line and no fds', async (t) => {

@@ -1,0 +1,170 @@
+// Choosing the lower device and creating the macvtap on it.
+//
+// For a pool (an explicit list, or the VFs of an SR-IOV PF) members are tried
+// in order. There is no lock: the kernel refuses a passthru macvtap on a
+// device that already has any macvlan/macvtap (EINVAL), so two helpers racing
+// for the same member cannot both win; the loser moves on to the next member.
+//
+// For passthru with --mac, the MAC is set on the macvtap after it exists
+// (the kernel passes it down to the lower device). Setting it on the lower
+// device first would race with other helpers trying the same member; and the
+// kernel restores the lower device's own MAC when the passthru macvtap is
+// deleted, as libvirt does by hand.
+
+import createDebug from 'debug';
+import { HelperError } from '../errors.ts';
+import { formatMac, generateMac } from '../mac.ts';
+import { MODE_VALUES } from '../modes.ts';
+import { addMacvtap, deleteLink, getLinkByName, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
+import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
+import { listVirtualFunctions, SYS_CLASS_NET } from '../sriov.ts';
+import type { CreateRequest, Target } from './options.ts';
+
+const debug = createDebug('qemu-net-helper:allocate');
+
+export interface Allocation {
+  lower: Link;
+  link: Link;
+}
+
+interface Candidates {
+  names: string[];
+  /** How the pool is called in messages. */
+  description: string;
+  /** Members that cannot be used at all (VFs without a network driver). */
+  unusable: number;
+}
+
+function candidates(target: Target, sysClassNet: string): Candidates {
+  switch (target.kind) {
+    case 'dev':
+      return { names: [target.name], description: target.name, unusable: 0 };
+    case 'pool':
+      return { names: target.members, description: `pool ${target.members.join(',')}`, unusable: 0 };
+    case 'pf': {
+      const vfs = listVirtualFunctions(target.name, sysClassNet);
+      const bound = vfs.flatMap((vf) => (vf.ifname ? [vf.ifname] : []));
+      return { names: bound, description: `the virtual functions of ${target.name}`, unusable: vfs.length - bound.length };
+    }
+  }
+}
+
+/** Creates the macvtap the request asks for; the caller owns (and must delete) the returned link. */
+export function allocateLink(nl: NetlinkSocket, req: CreateRequest, sysClassNet = SYS_CLASS_NET): Allocation {
+  const pool = candidates(req.target, sysClassNet);
+  if (req.target.kind === 'dev') {
+    const lower = resolve(nl, req.target.name);
+    return { lower, link: createOn(nl, req, lower) };
+  }
+
+  const occupied = new Set(listLinks(nl).flatMap((l) => (isMacvlan(l) && l.lowerIndex !== undefined ? [l.lowerIndex] : [])));
+  let busy = 0;
+  let missing = 0;
+  for (const name of pool.names) {
+    const lower = getLinkByName(nl, name);
+    if (!lower) {
+      debug('pool member %s does not exist', name);
+      missing++;
+      continue;
+    }
+    if (occupied.has(lower.index)) {
+      debug('pool member %s already has a macvtap', name);
+      busy++;
+      continue;
+    }
+    try {
+      return { lower, link: createOn(nl, req, lower) };
+    } catch (err) {
+      if (err instanceof MemberBusy) {
+        debug('pool member %s was taken meanwhile', name);
+        busy++;
+        continue;
+      }
+      throw err;
+    }
+  }
+  const total = pool.names.length + pool.unusable;
+  const extra = [
+    missing ? `${missing} do not exist` : '',
+    pool.unusable ? `${pool.unusable} are not bound to a network driver` : '',
+  ].filter(Boolean).join(', ');
+  throw new HelperError(`${pool.description} is exhausted: ${busy} of ${total} members are busy${extra ? ` (${extra})` : ''}`,
+    'wait for a guest to release one (qemu-net-helper-passthrough --gc collects those of dead guests), or add members');
+}
+
+function isMacvlan(l: Link): boolean {
+  return l.kind === 'macvtap' || l.kind === 'macvlan';
+}
+
+function resolve(nl: NetlinkSocket, name: string): Link {
+  const lower = getLinkByName(nl, name);
+  if (!lower) throw new HelperError(`there is no network device named ${name} in this network namespace`, "check the name with 'ip link'");
+  debug('lower device %s has ifindex %d', lower.name, lower.index);
+  return lower;
+}
+
+/** The kernel said this pool member is taken (by another macvtap, passthru or not). */
+class MemberBusy extends Error {}
+
+function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link): Link {
+  const passthru = req.mode === 'passthru';
+  // A passthru macvtap takes the lower device's MAC; any other gets its own.
+  const mac = passthru ? undefined : (req.mac ?? generateMac());
+  let link: Link;
+  try {
+    link = addMacvtap(nl, { lowerIndex: lower.index, name: req.ifname, mode: MODE_VALUES[req.mode], mac, up: true });
+  } catch (err) {
+    if (passthru && req.target.kind !== 'dev' && err instanceof NetlinkError && (err.code === 'EINVAL' || err.code === 'EBUSY')) {
+      throw new MemberBusy(err.message);
+    }
+    throw explainCreateError(err, req, lower, mac);
+  }
+  debug('created %s (ifindex %d) in mode %s on %s', link.name, link.index, req.mode, lower.name);
+  if (passthru && req.mac && link.mac !== formatMac(req.mac)) {
+    try {
+      setLinkAddress(nl, link.index, req.mac);
+      link = { ...link, mac: formatMac(req.mac) };
+    } catch (err) {
+      deleteLinkQuietly(nl, link);
+      throw explainCreateError(err, req, lower, req.mac);
+    }
+  }
+  return link;
+}
+
+/** Turns the kernel's refusal into a cause and a fix a person can act on. */
+function explainCreateError(err: unknown, req: CreateRequest, lower: Link, mac: Buffer | undefined): unknown {
+  if (!(err instanceof NetlinkError)) return err;
+  const kernel = err.extAck ? ` (kernel: ${err.extAck})` : '';
+  const macText = mac ? formatMac(mac) : 'its MAC';
+  switch (err.code) {
+    case 'EEXIST':
+    case 'ENFILE':
+      return new HelperError(`cannot create ${req.ifname}: a link with that name already exists${kernel}`, 'choose another --ifname or leave it out');
+    case 'EADDRINUSE':
+      return new HelperError(`cannot use MAC ${macText} on ${lower.name}: the address is in use there${kernel}`, 'choose another --mac');
+    case 'EADDRNOTAVAIL':
+      return new HelperError(`${lower.name} refused MAC ${macText}${kernel}`, 'choose another --mac, or set it on the VF through its PF');
+    case 'EBUSY':
+      return new HelperError(`cannot create a macvtap on ${lower.name}: the device is busy (a bridge port or bond slave?)${kernel}`, 'use a device that is not enslaved');
+    case 'EOPNOTSUPP':
+      return new HelperError(`this kernel cannot create macvtap links${kernel}`, "load the module with 'modprobe macvtap'");
+    case 'EINVAL':
+      return new HelperError(`the kernel refused a ${req.mode} macvtap on ${lower.name}${kernel}`,
+        req.mode === 'passthru'
+          ? `${lower.name} must be an Ethernet device with no other macvtap or macvlan on it`
+          : `check that ${lower.name} is an Ethernet device without a passthru macvtap on it`);
+    default:
+      return new HelperError(`cannot create a macvtap on ${lower.name}: ${err.message}`, 'rerun with DEBUG=qemu-net-helper:* to see each step');
+  }
+}
+
+/** Deletes a link this helper made, after a failure; if even that fails, says how to do it by hand. */
+export function deleteLinkQuietly(nl: NetlinkSocket, link: Link): void {
+  try {
+    deleteLink(nl, link.index);
+    debug('rolled back: deleted %s', link.name);
+  } catch (err) {
+    process.stderr.write(`cannot delete ${link.name} (ifindex ${link.index}) after a failure: ${(err as Error).message}; delete it with 'ip link del ${link.name}'\n`);
+  }
+}
