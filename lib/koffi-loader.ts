@@ -112,7 +112,8 @@ export function loadKoffiNative(path: string, expectedVersion?: string, lstat: L
 }
 
 function loadKoffi(): Koffi {
-  if (KOFFI_NATIVE_PATH !== undefined) {
+  if (KOFFI_NATIVE_PATH !== undefined || isSea()) {
+    if (KOFFI_NATIVE_PATH === undefined) throw new HelperError('this single executable was built without a path for koffi', 'build it with npm run package');
     // Built into a bundle: only a single executable may use it, and only
     // the compiled-in path. (A bundle run by plain node would otherwise be
     // a way around the check.)

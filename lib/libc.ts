@@ -10,7 +10,7 @@
 // below keeps its Buffers referenced for the duration of the call.
 
 import { constants as osConstants } from 'node:os';
-import koffi from 'koffi';
+import koffi from './koffi-loader.ts';
 
 const libc = koffi.load('libc.so.6');
 

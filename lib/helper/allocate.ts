@@ -29,7 +29,7 @@ export interface Allocation {
 
 interface Candidates {
   names: string[];
-  /** How the pool is called in messages. */
+  /** How the pool is called in messages, with its verb: "pool a,b is", "the VFs of pf0 are". */
   description: string;
   /** Members that cannot be used at all (VFs without a network driver). */
   unusable: number;
@@ -38,13 +38,13 @@ interface Candidates {
 function candidates(target: Target, sysClassNet: string): Candidates {
   switch (target.kind) {
     case 'dev':
-      return { names: [target.name], description: target.name, unusable: 0 };
+      return { names: [target.name], description: `${target.name} is`, unusable: 0 };
     case 'pool':
-      return { names: target.members, description: `pool ${target.members.join(',')}`, unusable: 0 };
+      return { names: target.members, description: `pool ${target.members.join(',')} is`, unusable: 0 };
     case 'pf': {
       const vfs = listVirtualFunctions(target.name, sysClassNet);
       const bound = vfs.flatMap((vf) => (vf.ifname ? [vf.ifname] : []));
-      return { names: bound, description: `the virtual functions of ${target.name}`, unusable: vfs.length - bound.length };
+      return { names: bound, description: `the virtual functions of ${target.name} are`, unusable: vfs.length - bound.length };
     }
   }
 }
@@ -88,7 +88,7 @@ export function allocateLink(nl: NetlinkSocket, req: CreateRequest, sysClassNet 
     missing ? `${missing} do not exist` : '',
     pool.unusable ? `${pool.unusable} are not bound to a network driver` : '',
   ].filter(Boolean).join(', ');
-  throw new HelperError(`${pool.description} is exhausted: ${busy} of ${total} members are busy${extra ? ` (${extra})` : ''}`,
+  throw new HelperError(`${pool.description} exhausted: ${busy} of ${total} members are busy${extra ? ` (${extra})` : ''}`,
     'wait for a guest to release one (qemu-net-helper-passthrough --gc collects those of dead guests), or add members');
 }
 

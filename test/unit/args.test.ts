@@ -4,7 +4,7 @@ import t from 'tap';
 import { parseDecimal, parseOptions, type OptionSpec } from '../../lib/args.ts';
 import { UsageError } from '../../lib/errors.ts';
 import { outputSocketFromArgv, parseHelperArgs } from '../../lib/helper/options.ts';
-import { VEPA_HELPER } from '../../lib/helper/programs.ts';
+import { BRIDGE_HELPER, PASSTHROUGH_HELPER, VEPA_HELPER } from '../../lib/helper/programs.ts';
 
 const specs: OptionSpec[] = [
   { name: 'dev', kind: 'value', aliases: ['arg-dev'] },
@@ -66,12 +66,12 @@ t.test('parseDecimal takes plain decimal only', async (t) => {
 
 t.test("the helper accepts QEMU's tail: --use-vnet --fd=N --br=NAME", async (t) => {
   const r = parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--mac=52:54:00:12:34:56', '--use-vnet', '--fd=5', '--br=br0']);
-  t.match(r, { action: 'create', lower: 'eth0', mode: 'vepa', ifname: 'macvtap%d', output: { kind: 'fd', fd: 5 }, vnetHdr: true });
+  t.match(r, { action: 'create', target: { kind: 'dev', name: 'eth0' }, mode: 'vepa', ifname: 'macvtap%d', output: { kind: 'fd', fd: 5 }, vnetHdr: true });
   if (r.action === 'create') t.same([...r.mac!], [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
   const noVnet = parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--fd=5', '--br=br0']);
   t.match(noVnet, { vnetHdr: false }, 'without --use-vnet, no vnet header');
-  t.match(parseHelperArgs(VEPA_HELPER, ['--use-vnet', '--fd=5', '--br=eth1']), { lower: 'eth1' }, '--br names the device when --dev is absent');
-  t.match(parseHelperArgs(VEPA_HELPER, ['--arg-dev=eth2', '--try-vhost', '--socketpair=4']), { lower: 'eth2', output: { kind: 'socketpair', fd: 4 }, vnetHdr: true });
+  t.match(parseHelperArgs(VEPA_HELPER, ['--use-vnet', '--fd=5', '--br=eth1']), { target: { kind: 'dev', name: 'eth1' } }, '--br names the device when --dev is absent');
+  t.match(parseHelperArgs(VEPA_HELPER, ['--arg-dev=eth2', '--try-vhost', '--socketpair=4']), { target: { kind: 'dev', name: 'eth2' }, output: { kind: 'socketpair', fd: 4 }, vnetHdr: true });
   t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--mode=private', '--probe', '--json']), { mode: 'private', output: { kind: 'probe', json: true } });
   t.same(parseHelperArgs(VEPA_HELPER, ['--help']), { action: 'help' });
 });
@@ -112,4 +112,34 @@ t.test('the reply socket is known even when the rest of the line is bad', async 
   t.same(outputSocketFromArgv(['--bogus', '--socketpair=7']), { kind: 'socketpair', fd: 7 });
   t.equal(outputSocketFromArgv(['--socketpair=2']), undefined, 'never a standard stream');
   t.equal(outputSocketFromArgv(['--socketpair=07']), undefined);
+});
+
+t.test('queues, vhost and the passthrough targets', async (t) => {
+  t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--queues=8', '--vhost=on', '--socketpair=3']), { queues: 8, vhost: 'on' });
+  t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--probe']), { queues: 1, vhost: 'try' }, 'defaults');
+  t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--try-vhost', '--probe']), { vhost: 'try' });
+  t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--fd=3', '--vhost=try']), { vhost: 'off' }, 'with --fd QEMU opens vhost itself');
+  t.match(parseHelperArgs(BRIDGE_HELPER, ['--dev=eth0', '--probe']), { mode: 'bridge', target: { kind: 'dev', name: 'eth0' } });
+  t.match(parseHelperArgs(PASSTHROUGH_HELPER, ['--pool=eth1,eth2', '--probe']), { mode: 'passthru', target: { kind: 'pool', members: ['eth1', 'eth2'] } });
+  t.match(parseHelperArgs(PASSTHROUGH_HELPER, ['--pf=enp3s0f0', '--probe']), { target: { kind: 'pf', name: 'enp3s0f0' } });
+  const bad: Array<[typeof VEPA_HELPER, string[], RegExp]> = [
+    [VEPA_HELPER, ['--dev=eth0', '--fd=3', '--queues=2'], /--queues=2 cannot be used with --fd: QEMU's helper= protocol carries exactly one fd/],
+    [VEPA_HELPER, ['--dev=eth0', '--fd=3', '--vhost=on'], /--vhost=on cannot be used with --fd/],
+    [VEPA_HELPER, ['--dev=eth0', '--probe', '--queues=0'], /--queues="0" is not a whole number from 1 to 256/],
+    [VEPA_HELPER, ['--dev=eth0', '--probe', '--queues=257'], /from 1 to 256/],
+    [VEPA_HELPER, ['--dev=eth0', '--probe', '--vhost=yes'], /--vhost="yes" is not on, off or try/],
+    [VEPA_HELPER, ['--dev=eth0', '--probe', '--vhost=on', '--try-vhost'], /cannot be combined/],
+    [VEPA_HELPER, ['--pool=eth1', '--probe'], /unknown option "--pool"/],
+    [BRIDGE_HELPER, ['--pf=eth1', '--probe'], /unknown option "--pf"/],
+    [PASSTHROUGH_HELPER, ['--dev=eth0', '--pool=eth1', '--probe'], /--dev and --pool cannot be combined/],
+    [PASSTHROUGH_HELPER, ['--pool=eth1,eth1', '--probe'], /names a device twice/],
+    [PASSTHROUGH_HELPER, ['--pool=eth1,,eth2', '--probe'], /--pool="" is empty/],
+    [PASSTHROUGH_HELPER, ['--pool=eth1,abcdefghijklmnop', '--probe'], /16 bytes long/],
+    [PASSTHROUGH_HELPER, ['--probe'], /no lower device given; name it with --dev=IFNAME, --pool=IF1,IF2,..., --pf=IFNAME/],
+    [PASSTHROUGH_HELPER, ['--dev=eth0', '--mode=vepa', '--probe'], /not a mode qemu-net-helper-passthrough provides; use one of: passthru/],
+  ];
+  for (const [program, argv, message] of bad) {
+    const err = usageError(() => parseHelperArgs(program, argv));
+    t.match(`${err.message}; ${err.fix}`, message, JSON.stringify(argv));
+  }
 });
