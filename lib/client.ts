@@ -24,6 +24,8 @@ export interface HelperCall {
   timeoutMs?: number;
   /** The environment for the helper (default: this process's). */
   env?: NodeJS.ProcessEnv;
+  /** Told the helper's pid as soon as it is running (for supervision and tests). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface HelperResult {
@@ -66,7 +68,7 @@ export async function callHelper(call: HelperCall): Promise<HelperResult> {
   const argv = [...call.command, ...call.args, `--socketpair=${CHILD_SOCKET_FD}`];
   let exit: { code: number | null; signal: NodeJS.Signals | null; stderr: string };
   try {
-    exit = await runToExit(argv, theirs, call.timeoutMs ?? DEFAULT_TIMEOUT_MS, call.env);
+    exit = await runToExit(argv, theirs, call.timeoutMs ?? DEFAULT_TIMEOUT_MS, call.env, call.onSpawn);
   } catch (err) {
     libc.closeQuietly(mine, theirs);
     throw err;
@@ -97,7 +99,13 @@ function collect(sock: number, exit: { code: number | null; signal: NodeJS.Signa
       throw new HelperCallError(`helper ${describeExit(exit.code, exit.signal)} without sending a record` + (firstStderrLine ? `: ${firstStderrLine}` : ''),
         { exitCode: exit.code, signal: exit.signal, stderr: exit.stderr });
     }
-    const decoded = parseHelperRecord(received.data);
+    let decoded;
+    try {
+      decoded = parseHelperRecord(received.data);
+    } catch (err) {
+      throw new HelperCallError(`helper ${describeExit(exit.code, exit.signal)} and sent an unusable record: ${(err as Error).message}` + (firstStderrLine ? `: ${firstStderrLine}` : ''),
+        { exitCode: exit.code, signal: exit.signal, stderr: exit.stderr });
+    }
     if (!decoded.ok) {
       throw new HelperCallError(decoded.error, { exitCode: exit.code, signal: exit.signal, stderr: exit.stderr, reported: decoded.error });
     }
@@ -117,13 +125,14 @@ function collect(sock: number, exit: { code: number | null; signal: NodeJS.Signa
   }
 }
 
-function runToExit(argv: string[], childSocket: number, timeoutMs: number, env: NodeJS.ProcessEnv | undefined):
+function runToExit(argv: string[], childSocket: number, timeoutMs: number, env: NodeJS.ProcessEnv | undefined, onSpawn: ((pid: number) => void) | undefined):
   Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe', childSocket],
       env: env ?? process.env,
     });
+    if (child.pid !== undefined) onSpawn?.(child.pid);
     let stderr = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {

@@ -25,6 +25,16 @@ const debug = createDebug('qemu-net-helper:allocate');
 export interface Allocation {
   lower: Link;
   link: Link;
+  /** The lower device's own MAC when --mac replaced it (passthru): to restore on release. */
+  lowerMacBefore: string | undefined;
+}
+
+/** Called between the check that a device is free and the attempt to create on it (a fault-injection point for tests). */
+export type BeforeCreate = (lower: Link) => void;
+
+/** The lower devices a request may use, in order, without creating anything. */
+export function candidateNames(target: Target, sysClassNet: string): string[] {
+  return candidates(target, sysClassNet).names;
 }
 
 interface Candidates {
@@ -50,11 +60,12 @@ function candidates(target: Target, sysClassNet: string): Candidates {
 }
 
 /** Creates the macvtap the request asks for; the caller owns (and must delete) the returned link. */
-export function allocateLink(nl: NetlinkSocket, req: CreateRequest, sysClassNet = SYS_CLASS_NET): Allocation {
+export function allocateLink(nl: NetlinkSocket, req: CreateRequest, group: number, sysClassNet = SYS_CLASS_NET, beforeCreate: BeforeCreate = () => {}): Allocation {
   const pool = candidates(req.target, sysClassNet);
   if (req.target.kind === 'dev') {
     const lower = resolve(nl, req.target.name);
-    return { lower, link: createOn(nl, req, lower) };
+    beforeCreate(lower);
+    return { lower, ...createOn(nl, req, lower, group) };
   }
 
   const occupied = new Set(listLinks(nl).flatMap((l) => (isMacvlan(l) && l.lowerIndex !== undefined ? [l.lowerIndex] : [])));
@@ -73,7 +84,8 @@ export function allocateLink(nl: NetlinkSocket, req: CreateRequest, sysClassNet 
       continue;
     }
     try {
-      return { lower, link: createOn(nl, req, lower) };
+      beforeCreate(lower);
+      return { lower, ...createOn(nl, req, lower, group) };
     } catch (err) {
       if (err instanceof MemberBusy) {
         debug('pool member %s was taken meanwhile', name);
@@ -106,13 +118,14 @@ function resolve(nl: NetlinkSocket, name: string): Link {
 /** The kernel said this pool member is taken (by another macvtap, passthru or not). */
 class MemberBusy extends Error {}
 
-function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link): Link {
+function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link, group: number): { link: Link; lowerMacBefore: string | undefined } {
   const passthru = req.mode === 'passthru';
   // A passthru macvtap takes the lower device's MAC; any other gets its own.
   const mac = passthru ? undefined : (req.mac ?? generateMac());
   let link: Link;
+  let lowerMacBefore: string | undefined;
   try {
-    link = addMacvtap(nl, { lowerIndex: lower.index, name: req.ifname, mode: MODE_VALUES[req.mode], mac, up: true });
+    link = addMacvtap(nl, { lowerIndex: lower.index, name: req.ifname, mode: MODE_VALUES[req.mode], mac, up: true, group });
   } catch (err) {
     if (passthru && req.target.kind !== 'dev' && err instanceof NetlinkError && (err.code === 'EINVAL' || err.code === 'EBUSY')) {
       throw new MemberBusy(err.message);
@@ -122,6 +135,7 @@ function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link): Link {
   debug('created %s (ifindex %d) in mode %s on %s', link.name, link.index, req.mode, lower.name);
   if (passthru && req.mac && link.mac !== formatMac(req.mac)) {
     try {
+      lowerMacBefore = link.mac;
       setLinkAddress(nl, link.index, req.mac);
       link = { ...link, mac: formatMac(req.mac) };
     } catch (err) {
@@ -129,7 +143,7 @@ function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link): Link {
       throw explainCreateError(err, req, lower, req.mac);
     }
   }
-  return link;
+  return { link, lowerMacBefore };
 }
 
 /** Turns the kernel's refusal into a cause and a fix a person can act on. */

@@ -33,6 +33,9 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: 'json', kind: 'flag' },
   { name: 'use-vnet', kind: 'flag' },
   { name: 'br', kind: 'value' },
+  { name: 'list', kind: 'flag' },
+  { name: 'release', kind: 'value' },
+  { name: 'gc', kind: 'flag' },
   { name: 'help', kind: 'flag' },
   { name: 'version', kind: 'flag' },
 ];
@@ -69,7 +72,27 @@ export interface CreateRequest {
   vnetHdr: boolean;
 }
 
-export type HelperRequest = CreateRequest | { action: 'help' } | { action: 'version' };
+export type HelperRequest =
+  | CreateRequest
+  | { action: 'list'; json: boolean }
+  | { action: 'release'; ifname: string }
+  | { action: 'gc' }
+  | { action: 'help' }
+  | { action: 'version' };
+
+const MAINTENANCE = ['list', 'release', 'gc'] as const;
+
+function parseMaintenance(o: Map<string, string | true>): HelperRequest | undefined {
+  const actions = MAINTENANCE.filter((k) => o.has(k));
+  if (actions.length === 0) return undefined;
+  if (actions.length > 1) throw new UsageError(`--${actions.join(' and --')} cannot be combined`, 'give one action');
+  const action = actions[0]!;
+  const extra = [...o.keys()].filter((k) => k !== action && !(action === 'list' && k === 'json'));
+  if (extra.length) throw new UsageError(`--${action} takes no other options (got --${extra.join(', --')})`, `run --${action}${action === 'list' ? ' [--json]' : ''} alone`);
+  if (action === 'list') return { action, json: o.has('json') };
+  if (action === 'release') return { action, ifname: checkIfname('release', o.get('release') as string) };
+  return { action };
+}
 
 /** The output socket named on the command line, if any, so even a failed parse can report on it. */
 export function outputSocketFromArgv(argv: readonly string[]): { kind: 'fd' | 'socketpair'; fd: number } | undefined {
@@ -129,11 +152,13 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
   const o = parseOptions(argv, optionSpecs(program));
   if (o.has('help')) return { action: 'help' };
   if (o.has('version')) return { action: 'version' };
+  const maintenance = parseMaintenance(o);
+  if (maintenance) return maintenance;
 
   const outputs = ['fd', 'socketpair', 'probe'].filter((k) => o.has(k));
   if (outputs.length !== 1) {
     throw new UsageError(outputs.length === 0 ? 'no output given' : `--${outputs.join(' and --')} cannot be combined`,
-      'give exactly one of --fd=N (QEMU helper=), --socketpair=N or --probe');
+      'give exactly one of --fd=N (QEMU helper=), --socketpair=N or --probe (or --list, --release=IFNAME, --gc)');
   }
   let output: Output;
   if (o.has('fd')) output = { kind: 'fd', fd: replyFd('fd', o.get('fd') as string) };

@@ -4,7 +4,7 @@
 import {
   AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_ECHO, NLM_F_DUMP,
   IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE,
-  IFLA_IFALIAS, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP,
+  IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP,
 } from '../constants.ts';
 import {
   attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute,
@@ -26,6 +26,8 @@ export interface Link {
   /** IFLA_MACVLAN_MODE for macvlan/macvtap links. */
   macvlanMode: number | undefined;
   alias: string | undefined;
+  /** The device group (IFLA_GROUP), 0 by default. */
+  group: number;
   altNames: string[];
 }
 
@@ -40,6 +42,7 @@ export function parseLink(msg: NetlinkMessage): Link {
   const address = findAttribute(attributes, IFLA_ADDRESS);
   const lower = findAttribute(attributes, IFLA_LINK);
   const alias = findAttribute(attributes, IFLA_IFALIAS);
+  const group = findAttribute(attributes, IFLA_GROUP);
   let kind: string | undefined;
   let macvlanMode: number | undefined;
   const linkinfo = findAttribute(attributes, IFLA_LINKINFO);
@@ -64,6 +67,7 @@ export function parseLink(msg: NetlinkMessage): Link {
     kind,
     macvlanMode,
     alias: alias ? attrString(alias) : undefined,
+    group: group ? attrU32(group) : 0,
     altNames,
   };
 }
@@ -131,6 +135,8 @@ export interface MacvtapSpec {
   mac?: Buffer;
   /** Bring the link up as it is created. */
   up?: boolean;
+  /** Device group, set atomically with the creation (unlike the alias, which the kernel ignores on create). */
+  group?: number;
   /** Ask the kernel to echo the new link (6.2+). false forces the fallback lookup, for tests. */
   echo?: boolean;
 }
@@ -151,6 +157,7 @@ export function addMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
     ]),
   ];
   if (spec.mac) attributes.push(attr.bytes(IFLA_ADDRESS, spec.mac));
+  if (spec.group !== undefined) attributes.push(attr.u32(IFLA_GROUP, spec.group));
   const echo = spec.echo ?? true;
   const replies = nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | (echo ? NLM_F_ECHO : 0),
     Buffer.concat([ifinfo(0, flags, flags), ...attributes]),

@@ -186,7 +186,7 @@ else {
     const results = await Promise.all(Array.from({ length: 8 }, () => vepaIn(ns, ['--dev=v0'], 30_000)));
     t.teardown(() => results.forEach((r) => r.close()));
     const names = new Set(results.map((r) => r.record.ifname));
-    t.equal(names.size, 8, 'eight distinct names');
+    t.equal(names.size, 8, `eight distinct names: ${results.map((r) => r.record.ifname + '@' + r.record.ifindex).join(' ')}`);
     t.same(new Set(ns.macvtaps()), names, 'exactly those links exist');
   });
 }

@@ -2,8 +2,8 @@
 // with test seams set from this script's own leading arguments. It lives in
 // test/ and is never built or installed, which is what keeps the seams out
 // of reach of an installed helper's command line and environment.
-//   node helper-with-seams.ts PROGRAM [--seam-sysfs=DIR] [--seam-fake-vhost] -- HELPER ARGS...
-import { runHelper, type HelperSeams } from '../../lib/helper/main.ts';
+//   node helper-with-seams.ts PROGRAM [--seam-sysfs=DIR] [--seam-fake-vhost] [--seam-fault=STEP:fail|kill|stop] -- HELPER ARGS...
+import { runHelper, STEPS, type FaultAction, type HelperSeams, type Step } from '../../lib/helper/main.ts';
 import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
 import { FAKE_VHOST } from './fake-vhost.ts';
 
@@ -16,6 +16,11 @@ const seams: HelperSeams = {};
 for (const a of seamArgs) {
   if (a.startsWith('--seam-sysfs=')) seams.sysClassNet = a.slice('--seam-sysfs='.length);
   else if (a === '--seam-fake-vhost') seams.vhostOpener = FAKE_VHOST;
+  else if (a.startsWith('--seam-fault=')) {
+    const [step, action] = a.slice('--seam-fault='.length).split(':');
+    if (!STEPS.includes(step as Step) || !['fail', 'kill', 'stop'].includes(action!)) throw new Error(`bad fault ${a}`);
+    seams.fault = { step: step as Step, action: action as FaultAction };
+  }
   else throw new Error(`unknown seam ${a}`);
 }
 process.exitCode = runHelper(program, args.slice(sep + 1), seams);

@@ -1,0 +1,127 @@
+// Listing, releasing and collecting helper-made links (see lib/owner.ts for
+// how a link is recognised and judged). Works in the network namespace it
+// runs in, like everything else a helper does.
+
+import createDebug from 'debug';
+import { HelperError } from '../errors.ts';
+import { parseMac } from '../mac.ts';
+import { modeName } from '../modes.ts';
+import { deleteLink, getLinkByIndex, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
+import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
+import { decodeOwnerTag, judgeLink, type HelperLinkView, type ProcessView } from '../owner.ts';
+import { SYSTEM_PROCESSES } from '../proc.ts';
+
+const debug = createDebug('qemu-net-helper:ownership');
+
+export interface HelperLink extends HelperLinkView {
+  link: Link;
+  lowerName: string | undefined;
+}
+
+/** Every helper-made macvtap in this namespace, judged alive, stale or in progress. */
+export function listHelperLinks(nl: NetlinkSocket, proc: ProcessView = SYSTEM_PROCESSES): HelperLink[] {
+  const links = listLinks(nl);
+  const names = new Map(links.map((l) => [l.index, l.name]));
+  const out: HelperLink[] = [];
+  for (const link of links) {
+    if (link.kind !== 'macvtap') continue;
+    const view = judgeLink(link, proc);
+    if (view) out.push({ ...view, link, lowerName: link.lowerIndex === undefined ? undefined : names.get(link.lowerIndex) });
+  }
+  return out;
+}
+
+/** Deletes a helper link; a passthru link's lower device gets its own MAC back if the kernel did not restore it. */
+export function removeHelperLink(nl: NetlinkSocket, hl: HelperLink): void {
+  try {
+    deleteLink(nl, hl.link.index);
+  } catch (err) {
+    if (err instanceof NetlinkError && err.code === 'ENODEV') return; // someone else removed it first
+    throw err;
+  }
+  debug('deleted %s (ifindex %d)', hl.link.name, hl.link.index);
+  const lowerMac = hl.tag?.lowerMac;
+  if (lowerMac && hl.link.lowerIndex !== undefined) {
+    const lower = getLinkByIndex(nl, hl.link.lowerIndex);
+    if (lower && lower.mac !== lowerMac) {
+      setLinkAddress(nl, lower.index, parseMac(lowerMac));
+      debug('restored MAC %s on %s', lowerMac, lower.name);
+    }
+  }
+}
+
+export interface CollectScope {
+  /** Only links tagged with this owner uid; undefined: every owner (root). */
+  uid: number | undefined;
+  /** Only links on these lower ifindexes; undefined: all. */
+  lowerIndexes?: ReadonlySet<number>;
+}
+
+/** Deletes the stale helper links in scope; returns what it deleted. */
+export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: ProcessView = SYSTEM_PROCESSES): HelperLink[] {
+  const removed: HelperLink[] = [];
+  for (const hl of listHelperLinks(nl, proc)) {
+    if (hl.state !== 'stale') continue;
+    // An untagged link has no recorded owner: only root's collection takes it.
+    if (scope.uid !== undefined && hl.tag?.uid !== scope.uid) continue;
+    if (scope.lowerIndexes && (hl.link.lowerIndex === undefined || !scope.lowerIndexes.has(hl.link.lowerIndex))) continue;
+    if (!hl.tag && !stillUntagged(nl, hl)) continue;
+    removeHelperLink(nl, hl);
+    removed.push(hl);
+  }
+  return removed;
+}
+
+/**
+ * An untagged link was judged stale because its creator is gone; but the
+ * listing may predate the tag: the creator can tag the link, hand it over and
+ * exit between our listing and our look at its pid. Look again now. A link
+ * that is still untagged after its creator died can never be tagged: it is
+ * truly orphaned.
+ */
+function stillUntagged(nl: NetlinkSocket, hl: HelperLink): boolean {
+  const fresh = getLinkByIndex(nl, hl.link.index);
+  return fresh !== undefined && fresh.group === hl.link.group && decodeOwnerTag(fresh.alias) === undefined;
+}
+
+/** Deletes one link by name for its owner or root, alive or not. */
+export function releaseLink(nl: NetlinkSocket, name: string, callerUid: number, proc: ProcessView = SYSTEM_PROCESSES): HelperLink {
+  const hl = listHelperLinks(nl, proc).find((l) => l.link.name === name);
+  if (!hl) throw new HelperError(`${name} is not a link made by qemu-net-helper in this network namespace`, `see the helper links with --list`);
+  if (callerUid !== 0 && hl.tag?.uid !== callerUid) {
+    throw new HelperError(`${name} belongs to uid ${hl.tag?.uid ?? 'nobody (never tagged)'}, not to you (uid ${callerUid})`, 'only its owner or root may release it');
+  }
+  removeHelperLink(nl, hl);
+  return hl;
+}
+
+/** The rows of --list, for people (table) or programs (JSON). */
+export function listRows(links: HelperLink[], now: number, userName: (uid: number) => string): Array<Record<string, string | number | null>> {
+  return links.map((hl) => ({
+    name: hl.link.name,
+    lower: hl.lowerName ?? null,
+    mode: modeName(hl.link.macvlanMode ?? 0) ?? 'unknown',
+    mac: hl.link.mac ?? null,
+    helper: hl.tag?.helper ?? null,
+    uid: hl.tag?.uid ?? null,
+    user: hl.tag ? userName(hl.tag.uid) : null,
+    pid: hl.tag?.pid ?? hl.creator,
+    state: hl.state,
+    age_s: hl.tag ? Math.max(0, now - hl.tag.created) : null,
+  }));
+}
+
+export function formatAge(seconds: number | null): string {
+  if (seconds === null) return '-';
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 172800) return `${Math.floor(seconds / 3600)}h`;
+  return `${Math.floor(seconds / 86400)}d`;
+}
+
+export function formatTable(rows: Array<Record<string, string | number | null>>): string {
+  const header = ['NAME', 'LOWER', 'MODE', 'MAC', 'USER', 'PID', 'STATE', 'AGE'];
+  const body = rows.map((r) => [r.name, r.lower ?? '-', r.mode, r.mac ?? '-', r.user ?? '-', r.pid, r.state, formatAge(r.age_s as number | null)].map(String));
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  return [header, ...body].map((cols) => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+}

@@ -1,0 +1,97 @@
+// Who owns a helper-made link, and whether that owner is still there. Pure.
+//
+// A macvtap outlives its fds, so every link a helper makes carries:
+//  - at creation, atomically: device group MARK | creator pid (the kernel
+//    ignores IFLA_IFALIAS on RTM_NEWLINK, but applies IFLA_GROUP);
+//  - right after: an alias (IFLA_IFALIAS) tag naming the owner, i.e. the
+//    process at the other end of the reply socket (SO_PEERCRED) with its start
+//    time, so a reused pid is not mistaken for it.
+// A link with the mark but no tag is one whose helper died in between (or
+// is in that instant now): it is in progress only while that helper lives.
+
+export const TAG_PREFIX = 'qemu-net-helper/1';
+/** High byte of the device group of every helper-made link ('Q'); the low 24 bits are the creating helper's pid. */
+export const GROUP_MARK = 0x51000000;
+const GROUP_MARK_MASK = 0xff000000;
+const GROUP_PID_MASK = 0x00ffffff;
+
+export interface OwnerTag {
+  /** The helper that made the link (program name). */
+  helper: string;
+  /** The caller's real uid: who may release it. */
+  uid: number;
+  /** The owning process (SO_PEERCRED of the reply socket) and its start time (/proc/PID/stat field 22). */
+  pid: number;
+  start: string;
+  /** Unix time (s) of creation. */
+  created: number;
+  /** For passthru with --mac: the lower device's own MAC, to restore on release. */
+  lowerMac?: string | undefined;
+}
+
+export function encodeOwnerTag(t: OwnerTag): string {
+  const parts = [TAG_PREFIX, `helper=${t.helper}`, `uid=${t.uid}`, `pid=${t.pid}`, `start=${t.start}`, `created=${t.created}`];
+  if (t.lowerMac) parts.push(`lower_mac=${t.lowerMac}`);
+  return parts.join(' ');
+}
+
+const TAG_VALUE = /^[\x21-\x7e]{1,64}$/;
+const DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
+
+/** Parses a tag; undefined for anything that is not exactly one of ours. */
+export function decodeOwnerTag(alias: string | undefined): OwnerTag | undefined {
+  if (!alias) return undefined;
+  const [prefix, ...pairs] = alias.split(' ');
+  if (prefix !== TAG_PREFIX) return undefined;
+  const kv = new Map<string, string>();
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) return undefined;
+    const value = p.slice(eq + 1);
+    if (!TAG_VALUE.test(value) || kv.has(p.slice(0, eq))) return undefined;
+    kv.set(p.slice(0, eq), value);
+  }
+  const helper = kv.get('helper');
+  const [uid, pid, start, created] = ['uid', 'pid', 'start', 'created'].map((k) => kv.get(k));
+  if (!helper || ![uid, pid, start, created].every((v) => v !== undefined && DECIMAL.test(v))) return undefined;
+  return { helper, uid: Number(uid), pid: Number(pid), start: start!, created: Number(created), lowerMac: kv.get('lower_mac') };
+}
+
+export function markGroup(creatorPid: number): number {
+  return (GROUP_MARK | (creatorPid & GROUP_PID_MASK)) >>> 0;
+}
+
+/** The creating helper's pid if `group` carries our mark, else undefined. */
+export function creatorFromGroup(group: number): number | undefined {
+  return ((group & GROUP_MARK_MASK) >>> 0) === GROUP_MARK ? group & GROUP_PID_MASK : undefined;
+}
+
+/** What a process table can tell about a pid (from /proc in production). */
+export interface ProcessView {
+  /** Field 22 of /proc/PID/stat, or undefined if there is no such process. */
+  startTime(pid: number): string | undefined;
+  /** Whether a live process with this pid is a qemu-net-helper. */
+  isHelper(pid: number): boolean;
+}
+
+export type OwnerState = 'alive' | 'stale' | 'in-progress';
+
+export interface HelperLinkView {
+  /** The tag, or undefined for a marked link whose helper never tagged it. */
+  tag: OwnerTag | undefined;
+  /** The pid from the group mark. */
+  creator: number;
+  state: OwnerState;
+}
+
+/** Whether a link is ours, and if so whether its owner is alive. undefined: not a helper-made link. */
+export function judgeLink(link: { alias: string | undefined; group: number }, proc: ProcessView): HelperLinkView | undefined {
+  const creator = creatorFromGroup(link.group);
+  const tag = decodeOwnerTag(link.alias);
+  if (tag) {
+    const alive = proc.startTime(tag.pid) === tag.start;
+    return { tag, creator: creator ?? 0, state: alive ? 'alive' : 'stale' };
+  }
+  if (creator === undefined) return undefined;
+  return { tag: undefined, creator, state: proc.isHelper(creator) ? 'in-progress' : 'stale' };
+}
