@@ -1,4 +1,5 @@
 // qemu-net-helper-bridge: see lib/helper/programs.ts. Entry point only: everything lives in lib/.
+import '../lib/harden.ts'; // first: see lib/harden.ts
 import { runHelper } from '../lib/helper/main.ts';
 import { BRIDGE_HELPER } from '../lib/helper/programs.ts';
 

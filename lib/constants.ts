@@ -114,6 +114,11 @@ export const VHOST_GET_FEATURES = 0x8008af00; // _IOR(VHOST_VIRTIO, 0x00, __u64)
 export const MISC_MAJOR = 10;
 export const VHOST_NET_MINOR = 238;
 
+// <linux/proc_ns.h>: the initial network namespace's fixed nsfs inode (kernels
+// that give initial namespaces fixed inodes; dynamic ones start at 0xF0000000,
+// so no other namespace can have it).
+export const PROC_NET_INIT_INO = 0xeffffff9n;
+
 // <poll.h>
 export const POLLIN = 0x001;
 

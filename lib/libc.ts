@@ -73,6 +73,20 @@ const c = {
   getuid: libc.func('uint32_t getuid()'),
   geteuid: libc.func('uint32_t geteuid()'),
   getgid: libc.func('uint32_t getgid()'),
+  getegid: libc.func('uint32_t getegid()'),
+  getgroups: libc.func('int getgroups(int size, void *list)'),
+  setgroups: libc.func('int setgroups(size_t size, void *list)'),
+  setresuid: libc.func('int setresuid(uint32_t ruid, uint32_t euid, uint32_t suid)'),
+  setresgid: libc.func('int setresgid(uint32_t rgid, uint32_t egid, uint32_t sgid)'),
+  getresuid: libc.func('int getresuid(_Out_ uint32_t *ruid, _Out_ uint32_t *euid, _Out_ uint32_t *suid)'),
+  getresgid: libc.func('int getresgid(_Out_ uint32_t *rgid, _Out_ uint32_t *egid, _Out_ uint32_t *sgid)'),
+  getauxval: libc.func('unsigned long getauxval(unsigned long type)'),
+  prctl: libc.func('int prctl(int option, ...)'),
+  signal: libc.func('intptr_t signal(int signum, intptr_t handler)'),
+  getpwnam_r: libc.func('int getpwnam_r(const char *name, void *pwd, void *buf, size_t buflen, _Out_ void **result)'),
+  getgrnam_r: libc.func('int getgrnam_r(const char *name, void *grp, void *buf, size_t buflen, _Out_ void **result)'),
+  capset: libc.func('int capset(void *hdrp, void *datap)'),
+  getpwuid_r: libc.func('int getpwuid_r(uint32_t uid, void *pwd, void *buf, size_t buflen, _Out_ void **result)'),
 };
 
 export function socket(domain: number, type: number, protocol: number): number {
@@ -258,3 +272,109 @@ export function geteuid(): number {
 export function getgid(): number {
   return c.getgid();
 }
+
+export function getegid(): number {
+  return c.getegid();
+}
+
+/** getgroups(2): the caller's supplementary groups, as the kernel has them (not Node's process.getgroups(), which adds the effective gid). */
+export function getgroups(): number[] {
+  const n = check('getgroups', c.getgroups(0, null));
+  const buf = Buffer.alloc(4 * Math.max(1, n));
+  const got = check('getgroups', c.getgroups(n, buf));
+  return Array.from({ length: got }, (_, i) => buf.readUInt32LE(4 * i));
+}
+
+/** glibc setgroups: applies to every thread of the process. */
+export function setgroups(groups: readonly number[]): void {
+  const buf = Buffer.alloc(4 * Math.max(1, groups.length));
+  groups.forEach((g, i) => buf.writeUInt32LE(g, 4 * i));
+  check('setgroups', c.setgroups(groups.length, buf));
+}
+
+export function setresuid(r: number, e: number, s: number): void {
+  check('setresuid', c.setresuid(r, e, s));
+}
+
+export function setresgid(r: number, e: number, s: number): void {
+  check('setresgid', c.setresgid(r, e, s));
+}
+
+export function getresuid(): [number, number, number] {
+  const r = [0], e = [0], s = [0];
+  check('getresuid', c.getresuid(r, e, s));
+  return [r[0]!, e[0]!, s[0]!];
+}
+
+export function getresgid(): [number, number, number] {
+  const r = [0], e = [0], s = [0];
+  check('getresgid', c.getresgid(r, e, s));
+  return [r[0]!, e[0]!, s[0]!];
+}
+
+export function getauxval(type: number): number {
+  return Number(c.getauxval(type));
+}
+
+/** prctl(2) with integer arguments. Note: many options act on the calling thread only. */
+export function prctl(option: number, a2 = 0, a3 = 0, a4 = 0, a5 = 0): number {
+  return check('prctl', c.prctl(option, 'unsigned long', a2, 'unsigned long', a3, 'unsigned long', a4, 'unsigned long', a5));
+}
+
+const SIG_IGN = 1;
+const SIG_ERR = -1;
+
+/** Sets a signal's disposition to "ignore" (process-wide). */
+export function ignoreSignal(signum: number): void {
+  if (Number(c.signal(signum, SIG_IGN)) === SIG_ERR) throw new SysError('signal', koffi.errno());
+}
+
+const NSS_BUFFER = 16 * 1024;
+const NSS_BUFFER_MAX = 1024 * 1024;
+
+/** Runs a getXXnam_r-style lookup, growing the buffer on ERANGE; returns the struct or undefined when there is no such entry. */
+function nssLookup(call: string, size: number, fn: (out: Buffer, buf: Buffer, result: unknown[]) => number): { out: Buffer; buf: Buffer } | undefined {
+  for (let len = NSS_BUFFER; len <= NSS_BUFFER_MAX; len *= 4) {
+    const out = Buffer.alloc(size);
+    const buf = Buffer.alloc(len);
+    const result: unknown[] = [null];
+    const rc = fn(out, buf, result);
+    if (rc === 34 /* ERANGE */) continue;
+    if (rc !== 0) throw new SysError(call, rc);
+    return result[0] ? { out, buf } : undefined;
+  }
+  throw new SysError(call, 34);
+}
+
+/** The uid of a user name through NSS, undefined when there is no such user. struct passwd: pw_uid at offset 16. */
+export function uidOfUser(name: string): number | undefined {
+  return nssLookup('getpwnam_r', 48, (out, buf, res) => c.getpwnam_r(name, out, buf, buf.length, res))?.out.readUInt32LE(16);
+}
+
+/** The gid of a group name through NSS, undefined when there is no such group. struct group: gr_gid at offset 16. */
+export function gidOfGroup(name: string): number | undefined {
+  return nssLookup('getgrnam_r', 32, (out, buf, res) => c.getgrnam_r(name, out, buf, buf.length, res))?.out.readUInt32LE(16);
+}
+
+/** The user name of a uid through NSS, undefined when there is none. struct passwd: pw_name at offset 0. */
+export function userNameOf(uid: number): string | undefined {
+  const pw = nssLookup('getpwuid_r', 48, (out, buf, res) => c.getpwuid_r(uid, out, buf, buf.length, res));
+  if (!pw) return undefined;
+  // pw_name points into the buffer we gave glibc: read it from there.
+  const offset = Number(pw.out.readBigUInt64LE(0) - koffi.address(pw.buf));
+  if (offset < 0 || offset >= pw.buf.length) return undefined;
+  const end = pw.buf.indexOf(0, offset);
+  return pw.buf.toString('utf8', offset, end < 0 ? pw.buf.length : end);
+}
+
+const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+
+/** capset(2) on the calling thread only: the kernel's capability sets are per thread. */
+export const capsetBinding = {
+  clearCallingThread(): void {
+    const hdr = Buffer.alloc(8);
+    hdr.writeUInt32LE(LINUX_CAPABILITY_VERSION_3, 0); // version; pid 0 = calling thread
+    const data = Buffer.alloc(24); // two struct __user_cap_data_struct, all sets empty
+    check('capset', c.capset(hdr, data));
+  },
+};

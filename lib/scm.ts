@@ -140,6 +140,12 @@ export function checkUnixStreamSocket(fd: number): void {
   if (peerCredentials(fd).pid === 0) throw new Error(`fd ${fd} is not connected to a peer`);
 }
 
+/** Whether the other end of a stream socket has closed (POLLHUP/POLLRDHUP/POLLERR), checked without waiting. */
+export function peerHasHungUp(fd: number): boolean {
+  const POLLERR = 0x008, POLLHUP = 0x010, POLLRDHUP = 0x2000;
+  return (libc.pollOne(fd, POLLRDHUP, 0) & (POLLERR | POLLHUP | POLLRDHUP)) !== 0;
+}
+
 /** SO_PEERCRED: the process at the other end of a connected unix socket, as of connect()/socketpair(). */
 export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {
   const cred = libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, 12); // struct ucred { pid_t; uid_t; gid_t }

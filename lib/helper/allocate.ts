@@ -12,13 +12,13 @@
 // deleted, as libvirt does by hand.
 
 import createDebug from 'debug';
+import { writeSync } from 'node:fs';
 import { HelperError } from '../errors.ts';
 import { formatMac, generateMac } from '../mac.ts';
 import { MODE_VALUES } from '../modes.ts';
-import { addMacvtap, deleteLink, getLinkByName, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
+import { addMacvtap, deleteLink, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
-import { listVirtualFunctions, SYS_CLASS_NET } from '../sriov.ts';
-import type { CreateRequest, Target } from './options.ts';
+import type { CreateRequest } from './options.ts';
 
 const debug = createDebug('qemu-net-helper:allocate');
 
@@ -32,75 +32,57 @@ export interface Allocation {
 /** Called between the check that a device is free and the attempt to create on it (a fault-injection point for tests). */
 export type BeforeCreate = (lower: Link) => void;
 
-/** The lower devices a request may use, in order, without creating anything. */
-export function candidateNames(target: Target, sysClassNet: string): string[] {
-  return candidates(target, sysClassNet).names;
-}
 
-interface Candidates {
-  names: string[];
+
+/** The lower devices a request may use: resolved (by ifindex from now on), authorized, in order. */
+export interface Candidates {
+  lowers: Link[];
   /** How the pool is called in messages, with its verb: "pool a,b is", "the VFs of pf0 are". */
   description: string;
-  /** Members that cannot be used at all (VFs without a network driver). */
+  /** Whether more than one device was asked for (a pool): then busy members are skipped, not errors. */
+  isPool: boolean;
+  /** Members that do not exist, are not bound to a network driver, or that the policy does not allow. */
+  missing: number;
   unusable: number;
+  denied: number;
 }
 
-function candidates(target: Target, sysClassNet: string): Candidates {
-  switch (target.kind) {
-    case 'dev':
-      return { names: [target.name], description: `${target.name} is`, unusable: 0 };
-    case 'pool':
-      return { names: target.members, description: `pool ${target.members.join(',')} is`, unusable: 0 };
-    case 'pf': {
-      const vfs = listVirtualFunctions(target.name, sysClassNet);
-      const bound = vfs.flatMap((vf) => (vf.ifname ? [vf.ifname] : []));
-      return { names: bound, description: `the virtual functions of ${target.name} are`, unusable: vfs.length - bound.length };
-    }
-  }
-}
-
-/** Creates the macvtap the request asks for; the caller owns (and must delete) the returned link. */
-export function allocateLink(nl: NetlinkSocket, req: CreateRequest, group: number, sysClassNet = SYS_CLASS_NET, beforeCreate: BeforeCreate = () => {}): Allocation {
-  const pool = candidates(req.target, sysClassNet);
-  if (req.target.kind === 'dev') {
-    const lower = resolve(nl, req.target.name);
+/** Creates the macvtap on the first free candidate; the caller owns (and must delete) the returned link. */
+export function allocateLink(nl: NetlinkSocket, req: CreateRequest, candidates: Candidates, group: number, beforeCreate: BeforeCreate = () => {}): Allocation {
+  if (!candidates.isPool) {
+    const lower = candidates.lowers[0]!;
     beforeCreate(lower);
-    return { lower, ...createOn(nl, req, lower, group) };
+    return { lower, ...createOn(nl, req, lower, group, false) };
   }
 
   const occupied = new Set(listLinks(nl).flatMap((l) => (isMacvlan(l) && l.lowerIndex !== undefined ? [l.lowerIndex] : [])));
   let busy = 0;
-  let missing = 0;
-  for (const name of pool.names) {
-    const lower = getLinkByName(nl, name);
-    if (!lower) {
-      debug('pool member %s does not exist', name);
-      missing++;
-      continue;
-    }
+  for (const lower of candidates.lowers) {
     if (occupied.has(lower.index)) {
-      debug('pool member %s already has a macvtap', name);
+      debug('pool member %s already has a macvtap', lower.name);
       busy++;
       continue;
     }
     try {
       beforeCreate(lower);
-      return { lower, ...createOn(nl, req, lower, group) };
+      return { lower, ...createOn(nl, req, lower, group, true) };
     } catch (err) {
       if (err instanceof MemberBusy) {
-        debug('pool member %s was taken meanwhile', name);
+        debug('pool member %s was taken meanwhile', lower.name);
         busy++;
         continue;
       }
       throw err;
     }
   }
-  const total = pool.names.length + pool.unusable;
+  const c = candidates;
+  const total = c.lowers.length + c.missing + c.unusable + c.denied;
   const extra = [
-    missing ? `${missing} do not exist` : '',
-    pool.unusable ? `${pool.unusable} are not bound to a network driver` : '',
+    c.missing ? `${c.missing} do not exist` : '',
+    c.unusable ? `${c.unusable} are not bound to a network driver` : '',
+    c.denied ? `${c.denied} are not allowed to you` : '',
   ].filter(Boolean).join(', ');
-  throw new HelperError(`${pool.description} exhausted: ${busy} of ${total} members are busy${extra ? ` (${extra})` : ''}`,
+  throw new HelperError(`${c.description} exhausted: ${busy} of ${total} members are busy${extra ? ` (${extra})` : ''}`,
     'wait for a guest to release one (qemu-net-helper-passthrough --gc collects those of dead guests), or add members');
 }
 
@@ -108,17 +90,10 @@ function isMacvlan(l: Link): boolean {
   return l.kind === 'macvtap' || l.kind === 'macvlan';
 }
 
-function resolve(nl: NetlinkSocket, name: string): Link {
-  const lower = getLinkByName(nl, name);
-  if (!lower) throw new HelperError(`there is no network device named ${name} in this network namespace`, "check the name with 'ip link'");
-  debug('lower device %s has ifindex %d', lower.name, lower.index);
-  return lower;
-}
-
 /** The kernel said this pool member is taken (by another macvtap, passthru or not). */
 class MemberBusy extends Error {}
 
-function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link, group: number): { link: Link; lowerMacBefore: string | undefined } {
+function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link, group: number, inPool: boolean): { link: Link; lowerMacBefore: string | undefined } {
   const passthru = req.mode === 'passthru';
   // A passthru macvtap takes the lower device's MAC; any other gets its own.
   const mac = passthru ? undefined : (req.mac ?? generateMac());
@@ -127,7 +102,7 @@ function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link, group: num
   try {
     link = addMacvtap(nl, { lowerIndex: lower.index, name: req.ifname, mode: MODE_VALUES[req.mode], mac, up: true, group });
   } catch (err) {
-    if (passthru && req.target.kind !== 'dev' && err instanceof NetlinkError && (err.code === 'EINVAL' || err.code === 'EBUSY')) {
+    if (passthru && inPool && err instanceof NetlinkError && (err.code === 'EINVAL' || err.code === 'EBUSY')) {
       throw new MemberBusy(err.message);
     }
     throw explainCreateError(err, req, lower, mac);
@@ -179,6 +154,14 @@ export function deleteLinkQuietly(nl: NetlinkSocket, link: Link): void {
     deleteLink(nl, link.index);
     debug('rolled back: deleted %s', link.name);
   } catch (err) {
-    process.stderr.write(`cannot delete ${link.name} (ifindex ${link.index}) after a failure: ${(err as Error).message}; delete it with 'ip link del ${link.name}'\n`);
+    writeStderr(`cannot delete ${link.name} (ifindex ${link.index}) after a failure: ${(err as Error).message}; delete it with 'ip link del ${link.name}'\n`);
+  }
+}
+
+function writeStderr(text: string): void {
+  try {
+    writeSync(2, text);
+  } catch {
+    // stderr is closed: the exit status still tells
   }
 }

@@ -12,6 +12,7 @@ import { UsageError } from '../errors.ts';
 import { parseMac } from '../mac.ts';
 import type { ModeName } from '../modes.ts';
 import { checkIfname } from '../names.ts';
+import { policyNameProblem } from '../policy/syntax.ts';
 import type { VhostMode } from '../vhost.ts';
 import type { HelperProgram } from './programs.ts';
 
@@ -21,6 +22,9 @@ const MAX_POOL_MEMBERS = 256;
 
 const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: 'dev', kind: 'value', aliases: ['arg-dev'] },
+  { name: 'network', kind: 'value' },
+  { name: 'config', kind: 'value' },
+  { name: 'check-config', kind: 'flag' },
   { name: 'mode', kind: 'value' },
   { name: 'mac', kind: 'value' },
   { name: 'ifname', kind: 'value' },
@@ -54,16 +58,22 @@ export type Output =
   | { kind: 'socketpair'; fd: number }
   | { kind: 'probe'; json: boolean };
 
-/** The lower device(s) to try, in order. */
+/** The lower device(s) to try, in order; a network or named pool is looked up in the policy. */
 export type Target =
   | { kind: 'dev'; name: string }
   | { kind: 'pool'; members: string[] }
-  | { kind: 'pf'; name: string };
+  | { kind: 'pf'; name: string }
+  | { kind: 'network'; name: string }
+  | { kind: 'named-pool'; name: string };
 
 export interface CreateRequest {
   action: 'create';
   target: Target;
   mode: ModeName;
+  /** Whether --mode was given (a network brings its own mode). */
+  modeGiven: boolean;
+  /** --config=PATH: another policy file (refused in a privileged run). */
+  config: string | undefined;
   mac: Buffer | undefined;
   ifname: string;
   queues: number;
@@ -77,6 +87,7 @@ export type HelperRequest =
   | { action: 'list'; json: boolean }
   | { action: 'release'; ifname: string }
   | { action: 'gc' }
+  | { action: 'check-config'; config: string | undefined }
   | { action: 'help' }
   | { action: 'version' };
 
@@ -119,10 +130,20 @@ function replyFd(option: 'fd' | 'socketpair', text: string): number {
   return fd;
 }
 
+function policyName(option: string, name: string): string {
+  const problem = policyNameProblem(name);
+  if (problem) throw new UsageError(`--${option}=${JSON.stringify(name)}: ${problem}`, 'use the name of a network or pool defined in /etc/qemu/net-helper.conf');
+  return name;
+}
+
 function parseTarget(program: HelperProgram, o: Map<string, string | true>): Target {
-  const given = (['dev', 'pool', 'pf'] as const).filter((k) => o.has(k));
+  const given = (['dev', 'pool', 'pf', 'network'] as const).filter((k) => o.has(k));
   if (given.length > 1) throw new UsageError(`--${given.join(' and --')} cannot be combined`, 'name the lower device one way only');
-  const ways = program.targets.map((k) => `--${k}=${k === 'pool' ? 'IF1,IF2,...' : 'IFNAME'}`).join(', ');
+  const ways = [...program.targets.map((k) => `--${k}=${k === 'pool' ? 'IF1,IF2,...' : 'IFNAME'}`), '--network=NAME'].join(', ');
+  if (o.has('network')) return { kind: 'network', name: policyName('network', o.get('network') as string) };
+  if (o.has('pool') && (o.get('pool') as string).startsWith('@')) {
+    return { kind: 'named-pool', name: policyName('pool', (o.get('pool') as string).slice(1)) };
+  }
   if (o.has('pool')) {
     const text = o.get('pool') as string;
     const members = text.split(',');
@@ -152,6 +173,11 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
   const o = parseOptions(argv, optionSpecs(program));
   if (o.has('help')) return { action: 'help' };
   if (o.has('version')) return { action: 'version' };
+  if (o.has('check-config')) {
+    const extra = [...o.keys()].filter((k) => k !== 'check-config' && k !== 'config');
+    if (extra.length) throw new UsageError(`--check-config takes only --config (got --${extra.join(', --')})`, 'run --check-config [--config=PATH] alone');
+    return { action: 'check-config', config: o.get('config') as string | undefined };
+  }
   const maintenance = parseMaintenance(o);
   if (maintenance) return maintenance;
 
@@ -189,10 +215,14 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
   const macText = o.get('mac') as string | undefined;
   const ifname = checkIfname('ifname', (o.get('ifname') as string | undefined) ?? DEFAULT_IFNAME_TEMPLATE, { template: true });
 
+  const config = o.get('config') as string | undefined;
+  if (config !== undefined && !config.startsWith('/')) throw new UsageError(`--config=${JSON.stringify(config)} is not an absolute path`, 'give the policy file as an absolute path');
   return {
     action: 'create',
     target,
     mode,
+    modeGiven: o.has('mode'),
+    config,
     mac: macText === undefined ? undefined : parseMac(macText),
     ifname,
     queues,
