@@ -7,7 +7,7 @@
 // refused in a privileged run (that refusal is tested too).
 
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
@@ -170,6 +170,8 @@ else {
       ['NODE_V8_COVERAGE', [`NODE_V8_COVERAGE=${attacker}/cov`]],
       ['DEBUG=*', ['DEBUG=*', 'DEBUG_COLORS=1', 'NODE_DEBUG=net,fs']],
       ['libuv and friends', ['UV_THREADPOOL_SIZE=1024', 'UV_USE_IO_URING=1', `HOME=${attacker}`, `TMPDIR=${attacker}`, `OPENSSL_CONF=${attacker}/x.cnf`, `LD_PRELOAD=${attacker}/x.so`]],
+      ['pkg variables', ['PKG_EXECPATH=PKG_INVOKE_NODEJS', `PKG_NATIVE_CACHE_PATH=${attacker}`]],
+      ['PKG_EXECPATH=the helper', [`PKG_EXECPATH=${capNode}`]],
       ['a huge environment', Array.from({ length: 2000 }, (_, i) => `JUNK${i}=${'x'.repeat(60)}`)],
     ];
     for (const [what, env] of envs) {
@@ -197,6 +199,32 @@ else {
     }
     t.notOk(existsSync(`${attacker}/pwned`));
     t.same(readdirSync('/dev').filter((n) => n.startsWith('.qemu-net-helper-')), [], 'no private node directory left in /dev');
+  });
+
+  t.test('signals: SIGTERM mid-run waits for the run to finish; SIGSTOP/SIGCONT change nothing', async (t) => {
+    const ns = withVeth(t, 'psig');
+    const policy = policyFile(`allow user ${USER} dev v0 netns ${ns.name}\n`);
+    for (const step of ['created', 'tagged', 'opened'] as const) {
+      let pid = 0;
+      const argv = helperArgv(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']);
+      const seamAt = argv.indexOf('--');
+      argv.splice(seamAt, 0, `--seam-fault=${step}:stop`);
+      const call = callHelper({ command: argv, args: [], timeoutMs: 30_000, onSpawn: (p) => { pid = p; } });
+      const deadline = Date.now() + 20_000;
+      // Wait (bounded) for the helper to stop itself at the step.
+      while (Date.now() < deadline) {
+        const stat = (() => { try { return readFileSync(`/proc/${pid}/stat`, 'latin1'); } catch { return ''; } })();
+        if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T') break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      process.kill(pid, 'SIGTERM');
+      process.kill(pid, 'SIGCONT');
+      const r = await call;
+      t.equal(r.record.lower, 'v0', `${step}: SIGTERM arrived while stopped; the run still completed`);
+      r.close();
+      ns.ip('link', 'del', r.record.ifname);
+    }
+    t.same(ns.macvtaps(), []);
   });
 
   t.test('arguments: names that would slip past a rule are refused before anything else', async (t) => {
