@@ -3,7 +3,7 @@
 // frame through that queue, QEMU's protocol, and no leftovers after failures.
 
 import { spawn } from 'node:child_process';
-import { openSync, writeSync } from 'node:fs';
+import { chmodSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { AF_UNIX, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, SOCK_CLOEXEC, SOCK_STREAM, VIRTIO_NET_HDR_LEN } from '../../lib/constants.ts';
@@ -171,12 +171,17 @@ else {
     t.same(ns.macvtaps(), []);
   });
 
-  t.test('a caller who is not root is refused and nothing is created', async (t) => {
+  t.test('a caller the policy does not allow is refused and nothing is created', async (t) => {
     const ns = createNetns(t, 'nonroot');
     addVethPair(ns);
-    const out = await runToEnd([...ns.exec, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...VEPA, '--dev=v0', '--probe']);
+    // An unprivileged run (plain node, no capabilities) may name its policy with --config.
+    const dir = mkdtempSync('/tmp/qnh-policy-');
+    chmodSync(dir, 0o755);
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(`${dir}/empty.conf`, '# nobody\n', { mode: 0o644 });
+    const out = await runToEnd([...ns.exec, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...VEPA, '--dev=v0', '--probe', `--config=${dir}/empty.conf`]);
     t.equal(out.code, 1);
-    t.match(out.stderr, /^qemu-net-helper-vepa: refusing to run for uid 65534: only root may use this helper until the policy file \/etc\/qemu\/net-helper.conf is supported; run it as root\n$/);
+    t.match(out.stderr, /^qemu-net-helper-vepa: no rule in the policy allows uid 65534 the use of v0 in mode vepa[^\n]*; ask an administrator to allow it in the policy \(see net-helper.conf\(5\)\)\n$/);
     t.same(ns.macvtaps(), []);
   });
 
