@@ -1,10 +1,15 @@
-// The runtime floor for the helper benchmark: start the same Node, load
-// koffi, send one fd (/dev/null) with a record over --socketpair=N, exit.
+// The runtime floor for the helper benchmark, built into a single executable
+// exactly as the helpers are (packaging/build.ts): start the same Node, run
+// the same SEA prologue, load koffi from the same fixed path, and answer
+// QEMU's helper protocol (--fd=N: one zero byte and one fd, here /dev/null).
 // Everything a helper does beyond this is the helper's own cost.
 import { openSync } from 'node:fs';
 import { sendWithFds } from '../lib/scm.ts';
-import { encodeHelperRecord } from '../lib/record.ts';
 
-const fd = Number(/^--socketpair=(\d+)$/.exec(process.argv[2] ?? '')?.[1]);
-const nul = openSync('/dev/null', 'r');
-sendWithFds(fd, encodeHelperRecord({ ifname: 'floor0', ifindex: 1, lower: 'lo', mode: 'vepa', mac: '52:54:00:00:00:01', queues: 1, vnetHdr: true, vhost: false, fds: ['tap'] }), [nul]);
+const fdArg = process.argv.slice(2).map((a) => /^--fd=([1-9][0-9]{0,8})$/.exec(a)?.[1]).find((v) => v !== undefined);
+if (fdArg === undefined) {
+  process.stderr.write('floor-send-fd: no --fd=N; run it as QEMU runs a helper\n');
+  process.exitCode = 2;
+} else {
+  sendWithFds(Number(fdArg), Buffer.from([0]), [openSync('/dev/null', 'r')]);
+}

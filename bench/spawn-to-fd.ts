@@ -1,20 +1,38 @@
-// npm run bench: how long a helper takes from spawn to fd received.
+// npm run bench [-- RUNS] [--no-write]: spawn-to-fd time and peak RSS of
+//   - the installed qemu-net-helper-vepa (the Debian package: npm run deb, dpkg -i),
+//   - the runtime floor: bench/floor-send-fd.ts built into a single executable
+//     exactly as the helpers are (same Node, prologue, koffi path),
+//   - the C anchor: Debian QEMU's /usr/lib/qemu/qemu-bridge-helper on a bridge,
+// interleaved (A, B, C, A, B, C, ...), RUNS rounds (default and minimum 30),
+// and writes the table, the ratios and the machine to BENCHMARKS.md.
 //
-// In a throwaway namespace with a veth, runs qemu-net-helper-vepa through
-// the client library N times (default 30), interleaved with a floor
-// program (same Node, same client, sends /dev/null instead of making a
-// macvtap), and reports median/min/max of each and the median ratio.
-// Interleaving keeps the machine's drift out of the ratio.
+// Everything happens in a throwaway network namespace (veth v0/v1 for the
+// macvtaps, bridge br0 for the anchor). qemu-bridge-helper reads
+// /etc/qemu/bridge.conf even as root; rather than touch /etc, the harness
+// runs in a private mount namespace where an overlay adds qemu/bridge.conf
+// ("allow br0") to /etc. Needs root.
 
-import { execFileSync } from 'node:child_process';
-import { performance } from 'node:perf_hooks';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { callHelper } from '../lib/client.ts';
+import { buildExecutable } from '../packaging/build.ts';
+import { DEFAULT_KOFFI_NATIVE_PATH } from '../lib/koffi-loader.ts';
+import type { HarnessInput, HarnessOutput } from './harness.ts';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
-const runs = Number(process.argv[2] ?? 30);
-if (!Number.isInteger(runs) || runs < 1 || runs > 1000) throw new Error('usage: spawn-to-fd.ts [RUNS 1..1000]');
-const ns = `qnh-bench-${process.pid}`;
+const HELPER = '/usr/libexec/qemu-net-helper-vepa';
+const ANCHOR = '/usr/lib/qemu/qemu-bridge-helper';
+const GNU_TIME = '/usr/bin/time';
+const MIN_RUNS = 30;
+const WARMUP = 2;
+const HARNESS_TIMEOUT_MS = 30 * 60_000;
+/** Targets from issue 4. */
+const TARGET_RATIO_FLOOR = 1.25;
+const TARGET_RSS_MIB = 64;
+
+class BenchError extends Error {}
 
 function stats(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
@@ -23,45 +41,188 @@ function stats(xs: number[]) {
   return { median, min: s[0]!, max: s[s.length - 1]! };
 }
 
-async function time(command: string[], args: string[]): Promise<number> {
-  const start = performance.now();
-  const r = await callHelper({ command, args, timeoutMs: 10_000 });
-  const elapsed = performance.now() - start;
-  r.close();
-  return elapsed;
+function sh(argv: string[]): string {
+  return execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function main() {
-  execFileSync('ip', ['netns', 'add', ns]);
-  try {
-    execFileSync('ip', ['-n', ns, 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1']);
-    execFileSync('ip', ['-n', ns, 'link', 'set', 'v0', 'up']);
-    const exec = ['ip', 'netns', 'exec', ns];
-    const helper = [...exec, process.execPath, `${REPO}helpers/qemu-net-helper-vepa.ts`];
-    const floor = [...exec, process.execPath, `${REPO}bench/floor-send-fd.ts`];
-    const helperMs: number[] = [];
-    const floorMs: number[] = [];
-    await time(helper, ['--dev=v0', '--ifname=warm0']); // warm the page cache
-    execFileSync('ip', ['-n', ns, 'link', 'del', 'warm0']);
-    for (let i = 0; i < runs; i++) {
-      floorMs.push(await time(floor, []));
-      helperMs.push(await time(helper, ['--dev=v0', `--ifname=bench${i}`]));
-      execFileSync('ip', ['-n', ns, 'link', 'del', `bench${i}`]);
+function requireTools(): void {
+  if (process.getuid?.() !== 0) throw new BenchError('needs root (namespaces, macvtaps, a private mount namespace); run it as root');
+  const missing: [string, string][] = [
+    [HELPER, 'install the package: npm run deb && dpkg -i dist/qemu-net-helper_*_amd64.deb'],
+    [ANCHOR, 'apt-get install qemu-system-x86 (bash .ci/setup does)'],
+    [GNU_TIME, 'apt-get install time (bash .ci/setup does)'],
+    [DEFAULT_KOFFI_NATIVE_PATH, 'install the package: npm run deb && dpkg -i dist/qemu-net-helper_*_amd64.deb'],
+  ];
+  for (const [path, fix] of missing) {
+    try {
+      accessSync(path, fsConstants.R_OK);
+    } catch {
+      throw new BenchError(`${path} is missing; ${fix}`);
     }
-    const h = stats(helperMs);
-    const f = stats(floorMs);
-    const fmt = (x: number) => x.toFixed(1).padStart(7);
-    process.stdout.write(`spawn to fd received, ${runs} interleaved runs each (ms), ${new Date().toISOString()}\n`);
-    process.stdout.write(`                          median     min     max\n`);
-    process.stdout.write(`qemu-net-helper-vepa     ${fmt(h.median)} ${fmt(h.min)} ${fmt(h.max)}\n`);
-    process.stdout.write(`floor (node, send fd)    ${fmt(f.median)} ${fmt(f.min)} ${fmt(f.max)}\n`);
-    process.stdout.write(`median ratio helper/floor: ${(h.median / f.median).toFixed(2)}\n`);
+  }
+}
+
+/** Drops a file's pages from the page cache, so that every program starts from the same state. */
+function evict(path: string): void {
+  // GNU dd: with count=0 and iflag=nocache, posix_fadvise(DONTNEED) on the whole file.
+  execFileSync('dd', [`if=${path}`, 'iflag=nocache', 'count=0', 'status=none']);
+}
+
+function machine(): Record<string, string> {
+  const osRelease = readFileSync('/etc/os-release', 'utf8');
+  const pretty = /^PRETTY_NAME="?([^"\n]*)"?$/m.exec(osRelease)?.[1] ?? 'unknown';
+  const qemu = spawnSync('dpkg-query', ['-W', '-f=${Version}', 'qemu-system-common'], { encoding: 'utf8' }).stdout || 'unknown';
+  const helper = spawnSync(HELPER, ['--version'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } }).stdout.split('\n')[0] ?? 'unknown';
+  return {
+    cpu: `${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores)`,
+    memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: sh(['uname', '-r']).trim(),
+    os: pretty,
+    node: process.version,
+    qemu: `qemu-system-common ${qemu}`,
+    helper,
+  };
+}
+
+interface Row { label: string; what: string; ms: ReturnType<typeof stats>; rssMiB: ReturnType<typeof stats> }
+
+function table(rows: Row[]): string {
+  const f = (x: number) => x.toFixed(1);
+  const lines = [
+    '| program | what | median ms | min ms | max ms | peak RSS MiB (median) | peak RSS MiB (max) |',
+    '|---|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of rows) lines.push(`| ${r.label} | ${r.what} | ${f(r.ms.median)} | ${f(r.ms.min)} | ${f(r.ms.max)} | ${f(r.rssMiB.median)} | ${f(r.rssMiB.max)} |`);
+  return lines.join('\n');
+}
+
+function report(rows: Row[], runs: number, m: Record<string, string>, date: string): string {
+  const [helper, floor, anchor] = rows as [Row, Row, Row];
+  const ratioFloor = helper.ms.median / floor.ms.median;
+  const ratioAnchor = helper.ms.median / anchor.ms.median;
+  const verdict = (ok: boolean) => (ok ? 'met' : '**not met**');
+  return `# Benchmarks
+
+Written by \`npm run bench\` (bench/spawn-to-fd.ts); do not edit by hand.
+
+## Spawn to fd received
+
+${runs} interleaved rounds (after ${WARMUP} warm-up rounds), ${date}.
+
+${table(rows)}
+
+- helper / floor (median): **${ratioFloor.toFixed(2)}** (target at most ${TARGET_RATIO_FLOOR}: ${verdict(ratioFloor <= TARGET_RATIO_FLOOR)})
+- helper / anchor (median): **${ratioAnchor.toFixed(2)}**
+- helper peak RSS (max): **${helper.rssMiB.max.toFixed(1)} MiB** (target at most ${TARGET_RSS_MIB} MiB: ${verdict(helper.rssMiB.max <= TARGET_RSS_MIB)})
+
+## Machine
+
+${Object.entries(m).map(([k, v]) => `- ${k}: ${v}`).join('\n')}
+
+## Method
+
+- Each program is run as QEMU runs a helper: a unix socket as fd 3 and
+  \`--use-vnet --fd=3 --br=br0\` appended, in a clean environment, spawned
+  directly by the harness (bench/harness.ts), which runs inside the benchmark's
+  network namespace. A run is timed from just before spawn until the child has
+  exited and its one byte and one fd have been received: when QEMU could go on.
+- The helper makes a vepa macvtap on a veth (\`--dev=v0 --mac=...\`, as QEMU
+  would run it; deleted after each run, not timed); the floor sends /dev/null;
+  the anchor makes a tap on a Linux bridge (closing the fd removes it).
+- The executables are built with V8's code cache in the SEA blob. It covers
+  only the bundle's top-level code: measured, it saves about 1 ms at best and
+  nothing at the median, but costs nothing either.
+- Rounds interleave the programs, so drift of the machine affects all alike.
+  Each program also runs once per round under GNU time (\`/usr/bin/time -f %M\`):
+  the peak RSS is \`ru_maxrss\` from \`wait4()\`, the kernel's high-water mark
+  of the process's resident set (anonymous and file pages), which cannot miss a
+  peak the way sampling \`/proc/PID/status\` can.
+- Before the runs, each executable's pages are dropped from the page cache
+  (\`dd iflag=nocache count=0\`), then warm-up rounds read them back as any
+  start after boot would. This matters: a 120 MiB executable just written in
+  one go sits in the page cache as large folios, and faulting its text maps
+  whole folios, which adds 15 MiB or more of file-backed RSS that a normally
+  read file does not show.
+- The floor is the same Node, the same SEA prologue and the same koffi load as
+  a helper, plus one \`sendmsg\`; what the helper adds is its own work
+  (argument parsing, netlink, opening the queue).
+`;
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const write = !args.includes('--no-write');
+  const runsArg = args.find((a) => /^\d+$/.test(a));
+  const runs = runsArg ? Number(runsArg) : MIN_RUNS;
+  if (args.some((a) => a !== '--no-write' && !/^\d+$/.test(a)) || runs < 1 || runs > 1000) {
+    throw new BenchError('usage: npm run bench -- [RUNS] [--no-write]; RUNS 1..1000, at least 30 to write BENCHMARKS.md');
+  }
+  requireTools();
+  const work = mkdtempSync(join(tmpdir(), 'qnh-bench-'));
+  const ns = `qnh-bench-${process.pid}`;
+  let nsMade = false;
+  try {
+    process.stderr.write('bench: building the floor executable...\n');
+    const floor = await buildExecutable(join(REPO, 'bench/floor-send-fd.ts'), { koffiPath: DEFAULT_KOFFI_NATIVE_PATH, outDir: join(work, 'bin') });
+    execFileSync('chmod', ['755', work, join(work, 'bin')]);
+    const etc = join(work, 'etc');
+    mkdirSync(join(etc, 'qemu'), { recursive: true });
+    writeFileSync(join(etc, 'qemu/bridge.conf'), 'allow br0\n');
+    if (existsSync('/etc/qemu/bridge.conf')) process.stderr.write('bench: note: this machine has /etc/qemu/bridge.conf; the benchmark uses its own, in an overlay\n');
+
+    sh(['ip', 'netns', 'add', ns]);
+    nsMade = true;
+    const ipn = (...a: string[]) => sh(['ip', '-n', ns, ...a]);
+    ipn('link', 'set', 'lo', 'up');
+    ipn('link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1');
+    ipn('link', 'set', 'v0', 'up');
+    ipn('link', 'set', 'v1', 'up');
+    ipn('link', 'add', 'br0', 'type', 'bridge');
+    ipn('link', 'set', 'br0', 'up');
+
+    for (const exe of [HELPER, floor.path, ANCHOR]) evict(exe);
+    const input: HarnessInput = {
+      runs,
+      warmup: WARMUP,
+      programs: [
+        // As in the README and the acceptance test: a device and the guest's MAC.
+        { label: 'qemu-net-helper-vepa', argv: [HELPER, '--dev=v0', '--mac=52:54:00:be:0c:01', '--ifname=qnhb{i}'], cleanup: ['ip', 'link', 'del', 'qnhb{i}'] },
+        { label: 'floor', argv: [floor.path] },
+        { label: 'qemu-bridge-helper', argv: [ANCHOR] },
+      ],
+    };
+    process.stderr.write(`bench: ${runs} rounds...\n`);
+    const script = 'mount -t overlay qnh-bench -o "lowerdir=$1:/etc" /etc && shift && exec ip netns exec "$@"';
+    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', etc, ns,
+      process.execPath, join(REPO, 'bench/harness.ts'), JSON.stringify(input)], { encoding: 'utf8', timeout: HARNESS_TIMEOUT_MS, maxBuffer: 16 * 2 ** 20 });
+    if (r.status !== 0) throw new BenchError(`the harness failed: ${(r.stderr || String(r.error ?? r.signal)).trim()}`);
+    const out = JSON.parse(r.stdout) as HarnessOutput;
+    const what: Record<string, string> = {
+      'qemu-net-helper-vepa': `installed ${HELPER}`,
+      floor: 'trivial SEA, same Node + koffi, sends /dev/null',
+      'qemu-bridge-helper': `C anchor, ${ANCHOR}`,
+    };
+    const rows: Row[] = input.programs.map((p) => ({
+      label: p.label,
+      what: what[p.label]!,
+      ms: stats(out.ms[p.label]!),
+      rssMiB: stats(out.rssKiB[p.label]!.map((k) => k / 1024)),
+    }));
+    const text = report(rows, runs, machine(), new Date().toISOString());
+    process.stdout.write(text.split('## Machine')[0]!.replace(/^# Benchmarks\n\nWritten by .*\n\n/, ''));
+    if (write && runs >= MIN_RUNS) {
+      writeFileSync(join(REPO, 'BENCHMARKS.md'), text);
+      process.stdout.write('bench: wrote BENCHMARKS.md\n');
+    } else if (write) {
+      process.stdout.write(`bench: fewer than ${MIN_RUNS} rounds: BENCHMARKS.md left as it was\n`);
+    }
   } finally {
-    execFileSync('ip', ['netns', 'del', ns]);
+    if (nsMade) spawnSync('ip', ['netns', 'del', ns]);
+    rmSync(work, { recursive: true, force: true });
   }
 }
 
 main().catch((err) => {
-  process.stderr.write(`bench: ${(err as Error).message}\n`);
+  process.stderr.write(`bench: ${err instanceof BenchError ? err.message : (err as Error).stack}\n`);
   process.exitCode = 1;
 });

@@ -81,8 +81,8 @@ export function untrustedReason(path: string, lstat: LstatFn = lstatSync): strin
       return `${current} is not a ${isLeaf ? 'regular file' : 'directory'}${(type === 0o120000) ? ' (a symbolic link)' : ''}`;
     }
     if (st.uid !== 0) return `${current} is owned by uid ${st.uid}, not root`;
-    if (st.mode & S_IWGRP) return `${current} is writable by its group`;
     if (st.mode & S_IWOTH) return `${current} is writable by others`;
+    if (st.mode & S_IWGRP) return `${current} is writable by its group`;
   }
   return undefined;
 }

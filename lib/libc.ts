@@ -378,3 +378,61 @@ export const capsetBinding = {
     check('capset', c.capset(hdr, data));
   },
 };
+
+// ---------------------------------------------------------------------------
+// Replacing the process with another program (qemu-net-launch becomes QEMU).
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+const CLOSE_RANGE_CLOEXEC = 1 << 2;
+const SIG_SETMASK = 2;
+const SIG_DFL = 0;
+const SIGSET_BYTES = 128; // glibc's sigset_t
+
+const execCalls = {
+  execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
+  closeRange: libc.func('int close_range(unsigned int first, unsigned int last, int flags)'),
+  pthreadSigmask: libc.func('int pthread_sigmask(int how, void *set, void *oldset)'),
+};
+
+/**
+ * execve(2). Returns only by throwing SysError. `argv` and `envp` become
+ * NULL-terminated arrays of C strings (koffi converts a JS array of strings
+ * ending in null for a `const char **` parameter).
+ */
+export function execve(path: string, argv: readonly string[], envp: readonly string[]): never {
+  for (const s of [path, ...argv, ...envp]) {
+    if (s.includes('\0')) throw new SysError('execve', osConstants.errno.EINVAL, 'an argument contains a NUL byte');
+  }
+  check('execve', execCalls.execve(path, [...argv, null], [...envp, null]), path);
+  throw new SysError('execve', osConstants.errno.EINVAL, `${path} returned`); // execve returns only on failure
+}
+
+/** Marks every fd from `first` up close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC, Linux 5.11). */
+export function closeRangeCloexec(first: number): void {
+  check('close_range', execCalls.closeRange(first, 0xffffffff, CLOSE_RANGE_CLOEXEC));
+}
+
+/** Sets or clears FD_CLOEXEC on one fd. */
+export function setCloexec(fd: number, on: boolean): void {
+  const flags = check('fcntl(F_GETFD)', c.fcntl(fd, F_GETFD, 'int', 0), `fd ${fd}`);
+  const wanted = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+  if (wanted !== flags) check('fcntl(F_SETFD)', c.fcntl(fd, F_SETFD, 'int', wanted), `fd ${fd}`);
+}
+
+/** Whether `fd` is open. */
+export function isOpenFd(fd: number): boolean {
+  return Number(c.fcntl(fd, F_GETFD, 'int', 0)) >= 0;
+}
+
+/** Restores a signal's default disposition (an ignored signal stays ignored across execve). */
+export function setSignalDefault(signum: number): void {
+  if (Number(c.signal(signum, SIG_DFL)) === SIG_ERR) throw new SysError('signal', koffi.errno());
+}
+
+/** Unblocks every signal in the calling thread (the signal mask survives execve). */
+export function unblockAllSignals(): void {
+  const rc = Number(execCalls.pthreadSigmask(SIG_SETMASK, Buffer.alloc(SIGSET_BYTES), null));
+  if (rc !== 0) throw new SysError('pthread_sigmask', rc);
+}

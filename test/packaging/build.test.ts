@@ -1,0 +1,102 @@
+// packaging/build.ts: a helper built into a single executable, the build's
+// own verification, and what the executable does before the program runs
+// (the SEA prologue and koffi loading from the compiled-in path).
+
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { untrustedReason } from '../../lib/koffi-loader.ts';
+import { BuildError, buildExecutable, pinnedNode, verifyExecutable } from '../../packaging/build.ts';
+import { addVethPair, createNetns } from '../support/netns.ts';
+import { REPO } from '../support/paths.ts';
+
+const REPO_KOFFI = join(REPO, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
+const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+const VEPA_ENTRY = join(REPO, 'helpers/qemu-net-helper-vepa.ts');
+
+function run(argv: string[], env: Record<string, string> = CLEAN_ENV) {
+  return spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env, timeout: 30_000 });
+}
+
+const work = mkdtempSync(join(tmpdir(), 'qnh-build-test-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+
+// Where the test executable loads koffi from: the checkout's own copy when
+// the checkout is root's and nobody else can write it (as in CI), so that the
+// executable runs for real without anything installed.
+const trustedKoffi = untrustedReason(REPO_KOFFI, lstatSync) === undefined;
+
+t.test('a helper built with a trusted koffi path', async (t) => {
+  const built = await buildExecutable(VEPA_ENTRY, { koffiPath: REPO_KOFFI, outDir: join(work, 'trusted') });
+  t.equal(built.path, join(work, 'trusted/qemu-net-helper-vepa'));
+  t.ok(built.packages.includes('debug'), 'npm packages are bundled');
+  t.notOk(built.packages.some((p) => /koffi/.test(p)), "koffi's JS is not bundled");
+  t.equal(lstatSync(built.path).mode & 0o7777, 0o755);
+
+  const version = run([built.path, '--version']);
+  t.equal(version.status, 0);
+  const [first, second] = version.stdout.split('\n');
+  t.match(first, /^qemu-net-helper-vepa \d+\.\d+\.\d+$/, 'the first line is what the program prints');
+  t.equal(second, `runtime: Node v${pinnedNode().version} single executable; node options: --disable-sigusr1; koffi ${JSON.parse(readFileSync(join(REPO, 'node_modules/koffi/package.json'), 'utf8')).version} from ${REPO_KOFFI}`);
+
+  await t.test('the caller cannot add node options or make it write coverage files', async (t) => {
+    const cov = join(work, 'coverage');
+    const r = run([built.path, '--version'], { ...CLEAN_ENV, NODE_OPTIONS: '--inspect=127.0.0.1:9 --require=/nonexistent.js', NODE_V8_COVERAGE: cov });
+    t.equal(r.status, 0, r.stderr);
+    t.match(r.stdout, /node options: --disable-sigusr1;/, 'execArgv is only the built-in option');
+    t.notOk(existsSync(cov), 'NODE_V8_COVERAGE: nothing was written');
+  });
+
+  await t.test('arguments go to the program, never to node', async (t) => {
+    const r = run([built.path, '--inspect', '--version']);
+    t.equal(r.status, 2, 'the helper itself rejects --inspect as an unknown option');
+    t.match(r.stderr, /^qemu-net-helper-vepa: .*--inspect/);
+  });
+
+  if (!trustedKoffi) {
+    t.pass(`skipped running the program: this checkout is not a trusted location for koffi.node (${untrustedReason(REPO_KOFFI, lstatSync)})`);
+    return;
+  }
+  await t.test('the program runs, with koffi dlopened from the compiled-in path', async (t) => {
+    const r = run([built.path, '--help']);
+    t.equal(r.status, 0, r.stderr);
+    t.match(r.stdout, /^Usage: qemu-net-helper-vepa --dev=IFNAME/);
+  });
+
+  await t.test('and makes a macvtap for real', async (t) => {
+    if (process.getuid?.() !== 0) return t.pass('skipped: needs root');
+    const ns = createNetns(t, 'sea');
+    addVethPair(ns);
+    const r = run([...ns.exec, built.path, '--dev=v0', '--mac=52:54:00:5e:a0:01', '--probe', '--json']);
+    t.equal(r.status, 0, r.stderr);
+    t.match(JSON.parse(r.stdout), { lower: 'v0', mode: 'vepa', mac: '52:54:00:5e:a0:01' });
+    t.same(ns.macvtaps(), [], '--probe deleted it again');
+  });
+});
+
+t.test('an untrusted koffi path: refused in one line, exit 1, nothing loaded', async (t) => {
+  const dir = join(work, 'untrusted-lib'); // under the temporary directory: writable by others
+  mkdirSync(dir);
+  copyFileSync(REPO_KOFFI, join(dir, 'koffi.node'));
+  const built = await buildExecutable(VEPA_ENTRY, { koffiPath: join(dir, 'koffi.node'), outDir: join(work, 'untrusted') });
+  t.equal(run([built.path, '--version']).status, 0, '--version needs no koffi');
+  const r = run([built.path, '--help']);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /^qemu-net-helper-vepa: refusing to load koffi's native module: \/\S* is writable by (others|its group); reinstall the qemu-net-helper package/);
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  t.equal(r.stdout, '');
+});
+
+t.test('the build refuses what it cannot verify', async (t) => {
+  const node = pinnedNode();
+  const plain = join(work, 'plain-node');
+  copyFileSync(node.path, plain);
+  t.throws(() => verifyExecutable(plain, 'plain-node', node, Buffer.from('blob'), { koffiPath: REPO_KOFFI }),
+    new BuildError(`${plain} is byte-identical to the node binary: nothing was injected`));
+  const exe = join(work, 'trusted/qemu-net-helper-vepa');
+  t.throws(() => verifyExecutable(exe, 'qemu-net-helper-vepa', node, Buffer.from('a blob that was never injected'), { koffiPath: REPO_KOFFI }),
+    /does not contain the SEA blob/);
+  t.throws(() => verifyExecutable(exe, 'qemu-net-helper-vepa', node, Buffer.alloc(0), { koffiPath: REPO_KOFFI }), /does not contain the SEA blob/);
+});

@@ -1,0 +1,153 @@
+// The acceptance test of issue 4: build the Debian package, install it with
+// dpkg, let root's stock QEMU use the installed helper in a throwaway
+// namespace, see an unprivileged user refused with nothing created, then
+// purge and check that nothing the package installed remains. The machine is
+// restored whatever happens (the package is purged in teardown).
+//
+// Also covers packaging/install.sh with DESTDIR, from the same build.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { buildAll, type PackageBuild } from '../../packaging/build.ts';
+import { CONFFILE, HELPER_CAPS, LIBDIR, LIBEXEC, PACKAGE, buildDeb } from '../../packaging/deb.ts';
+import { addVethPair, createNetns } from '../support/netns.ts';
+import { IS_CI, privilegedSkipReason } from '../support/privileged.ts';
+import { REPO } from '../support/paths.ts';
+import { PAUSED_MACHINE, QEMU, runQemuMonitor } from '../support/qemu.ts';
+
+/** The unprivileged user: nobody, entered with setpriv after `ip netns exec` (which needs root). */
+const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+
+function sh(argv: string[], env: NodeJS.ProcessEnv = process.env) {
+  return spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env, timeout: 120_000 });
+}
+
+/** "cap_a,cap_b=ep" as a comparable form: sorted names and the flags. */
+function capSet(text: string): string {
+  const [names = '', flags = ''] = text.split('=');
+  return `${names.split(',').sort().join(',')}=${flags}`;
+}
+
+function installedState(): string | undefined {
+  const r = sh(['dpkg-query', '-W', '-f=${Status}', PACKAGE]);
+  return r.status === 0 && r.stdout.trim() !== '' && !/not-installed/.test(r.stdout) ? r.stdout.trim() : undefined;
+}
+
+const skip = privilegedSkipReason(['ip', 'dpkg', 'dpkg-deb', 'setpriv', 'getcap', QEMU]);
+const already = skip ? undefined : installedState();
+if (skip) t.plan(0, skip);
+else if (already) {
+  // Never replace and purge someone's installed package.
+  if (IS_CI) throw new Error(`${PACKAGE} is already installed (${already}); CI machines must start without it`);
+  t.plan(0, `${PACKAGE} is installed on this machine (${already}); purge it to run this test`);
+} else {
+  const dist = mkdtempSync(join(tmpdir(), 'qnh-deb-test-'));
+  t.teardown(() => rmSync(dist, { recursive: true, force: true }));
+  let info: PackageBuild;
+  let deb: string;
+
+  t.before(async () => {
+    info = await buildAll({ prefix: '/usr', distDir: dist });
+    deb = buildDeb(dist, info, 'zstd');
+  });
+
+  t.test('install.sh stages everything under DESTDIR, and refuses another prefix', async (t) => {
+    const dest = mkdtempSync(join(tmpdir(), 'qnh-destdir-'));
+    t.teardown(() => rmSync(dest, { recursive: true, force: true }));
+    const r = sh(['sh', join(REPO, 'packaging/install.sh')], { ...CLEAN_ENV, DESTDIR: dest, DIST: dist });
+    t.equal(r.status, 0, r.stderr);
+    for (const p of info.programs) t.equal(lstatSync(join(dest, LIBEXEC, p)).mode & 0o7777, 0o755, `${p} staged, no setuid`);
+    t.ok(existsSync(join(dest, LIBDIR, 'koffi.node')));
+    t.ok(existsSync(join(dest, CONFFILE)));
+    t.ok(existsSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8')));
+    const other = sh(['sh', join(REPO, 'packaging/install.sh')], { ...CLEAN_ENV, DESTDIR: dest, DIST: dist, PREFIX: '/usr/local' });
+    t.equal(other.status, 1);
+    t.match(other.stderr, /^install\.sh: the executables were built for prefix \/usr, not \/usr\/local .*; rebuild with 'npm run package -- --prefix=\/usr\/local'\n$/);
+  });
+
+  t.test('the Debian package: install, use, refuse, purge', async (t) => {
+    const contents = sh(['dpkg-deb', '--contents', deb]).stdout;
+    const paths = contents.split('\n').map((l) => /\s\.(\/\S*?)\/?$/.exec(l)?.[1]).filter((p): p is string => p !== undefined && p !== '/');
+    const existedBefore = new Set(paths.filter((p) => existsSync(p)));
+
+    t.teardown(() => {
+      // Whatever happened: leave no package behind.
+      if (installedState()) sh(['dpkg', '--purge', PACKAGE]);
+    });
+    const install = sh(['dpkg', '-i', deb]);
+    t.equal(install.status, 0, `dpkg -i: ${install.stderr}`);
+
+    await t.test('installed as the package says', async (t) => {
+      for (const p of info.programs) {
+        const path = `${LIBEXEC}/${p}`;
+        const st = lstatSync(path);
+        t.equal(st.uid, 0, `${path} is root's`);
+        t.equal(st.mode & 0o7777, 0o755, `${path} is 0755, not setuid (setcap worked)`);
+        t.same(capSet(sh(['getcap', path]).stdout.trim().split(' ').slice(1).join(' ')), capSet(HELPER_CAPS), `${path} has ${HELPER_CAPS}`);
+      }
+      t.equal(lstatSync(`${LIBDIR}/koffi.node`).mode & 0o7777, 0o644);
+      t.match(readFileSync(CONFFILE, 'utf8'), /allows no one/);
+      t.match(sh(['dpkg-query', '-W', '-f=${Conffiles}', PACKAGE]).stdout, new RegExp(CONFFILE));
+      const version = sh([`${LIBEXEC}/qemu-net-helper-vepa`, '--version'], CLEAN_ENV);
+      t.match(version.stdout, new RegExp(`^qemu-net-helper-vepa ${info.version}\\nruntime: .* from ${LIBDIR}/koffi\\.node\\n$`));
+    });
+
+    await t.test("root's stock QEMU uses the installed helper", async (t) => {
+      const ns = createNetns(t, 'deb');
+      addVethPair(ns);
+      const mac = '52:54:00:de:b0:01';
+      const run = await runQemuMonitor(ns, [
+        ...PAUSED_MACHINE,
+        '-netdev', `tap,id=n0,helper=${LIBEXEC}/qemu-net-helper-vepa --dev=v0 --mac=${mac}`,
+        '-device', `virtio-net-pci,netdev=n0,mac=${mac}`,
+      ], ['info network', 'quit']);
+      t.equal(run.code, 0, `QEMU exits cleanly (stderr: ${run.stderr})`);
+      t.match(run.stdout, new RegExp(`n0: index=0,type=tap,helper=${LIBEXEC}/qemu-net-helper-vepa --dev=v0`));
+      const links = ns.macvtaps();
+      t.equal(links.length, 1, 'one macvtap');
+      t.equal(ns.link(links[0]!)?.address, mac);
+    });
+
+    await t.test('an unprivileged user running the same is refused, and nothing is created', async (t) => {
+      const ns = createNetns(t, 'debuser');
+      addVethPair(ns);
+      const mac = '52:54:00:de:b0:02';
+      // runQemuMonitor runs ns.exec + QEMU: drop to nobody after entering the namespace.
+      const run = await runQemuMonitor({ ...ns, exec: [...ns.exec, ...NOBODY] }, [
+        ...PAUSED_MACHINE,
+        '-netdev', `tap,id=n0,helper=${LIBEXEC}/qemu-net-helper-vepa --dev=v0 --mac=${mac}`,
+        '-device', `virtio-net-pci,netdev=n0,mac=${mac}`,
+      ], ['quit']);
+      t.not(run.code, 0, 'QEMU does not start');
+      t.match(run.stderr, /^qemu-net-helper-vepa: [^\n]*uid 65534[^\n]*; [^\n]+$/m, 'the helper says why, in one line');
+      t.same(ns.macvtaps(), [], 'no macvtap');
+      t.same(JSON.parse(ns.ip('-j', 'link', 'show')).map((l: { ifname: string }) => l.ifname).sort(), ['lo', 'v0', 'v1'], 'no link at all');
+
+      // Run directly, with the variables Node would otherwise act on: the
+      // same refusal, no node options, nothing written.
+      const cov = mkdtempSync(join(tmpdir(), 'qnh-cov-'));
+      t.teardown(() => rmSync(cov, { recursive: true, force: true }));
+      sh(['chmod', '1777', cov]);
+      const direct = sh([...ns.exec, ...NOBODY, `${LIBEXEC}/qemu-net-helper-vepa`, '--dev=v0', '--probe'],
+        { ...CLEAN_ENV, NODE_OPTIONS: '--inspect=127.0.0.1:9 --require=/nonexistent.js', NODE_V8_COVERAGE: join(cov, 'out') });
+      t.equal(direct.status, 1);
+      t.match(direct.stderr, /^qemu-net-helper-vepa: [^\n]*uid 65534/m);
+      t.notOk(existsSync(join(cov, 'out')), 'NODE_V8_COVERAGE wrote nothing');
+      t.same(ns.macvtaps(), []);
+    });
+
+    await t.test('purge leaves nothing the package installed', async (t) => {
+      const purge = sh(['dpkg', '--purge', PACKAGE]);
+      t.equal(purge.status, 0, purge.stderr);
+      t.equal(installedState(), undefined, 'dpkg knows it no more');
+      const left = paths.filter((p) => !existedBefore.has(p) && existsSync(p));
+      t.same(left, [], 'every file and directory it brought is gone');
+      t.notOk(existsSync(CONFFILE), 'the conffile too');
+      t.notOk(existsSync(`/var/lib/dpkg/info/${PACKAGE}.list`));
+    });
+  });
+}

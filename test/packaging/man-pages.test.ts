@@ -1,0 +1,44 @@
+// Every helper executable has a man page (the Debian package refuses to
+// build without one), and the page documents every option the program accepts.
+
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { optionSpecs } from '../../lib/helper/options.ts';
+import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
+import { REPO } from '../support/paths.ts';
+
+const helperFiles = readdirSync(join(REPO, 'helpers')).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3));
+
+t.test('each helpers/*.ts has docs/man/NAME.8', async (t) => {
+  for (const name of helperFiles) t.ok(existsSync(join(REPO, 'docs/man', `${name}.8`)), `${name}.8`);
+});
+
+t.test('each page names its program and documents all of its options', async (t) => {
+  for (const program of HELPER_PROGRAMS) {
+    const path = join(REPO, 'docs/man', `${program.name}.8`);
+    if (!existsSync(path)) {
+      t.fail(`${program.name}.8 is missing`);
+      continue;
+    }
+    const page = readFileSync(path, 'utf8');
+    t.match(page, new RegExp(`^\\.TH ${program.name.toUpperCase().replace(/-/g, '\\\\-')} 8 `, 'm'), `${program.name}: .TH`);
+    // roff spells a hyphen in an option \-; --name is \-\-name in the source.
+    const documented = (name: string) => page.includes(`\\-\\-${name.replace(/-/g, '\\-')}`);
+    for (const spec of optionSpecs(program)) {
+      t.ok(documented(spec.name), `${program.name}.8 documents --${spec.name}`);
+      for (const alias of spec.aliases ?? []) t.ok(documented(alias), `${program.name}.8 documents --${alias}`);
+    }
+    for (const mode of program.modes) t.match(page, new RegExp(`\\b${mode}\\b`), `${program.name}.8 names mode ${mode}`);
+  }
+});
+
+t.test('pages are well-formed roff', async (t) => {
+  for (const name of helperFiles) {
+    const page = readFileSync(join(REPO, 'docs/man', `${name}.8`), 'utf8');
+    for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'EXIT STATUS', 'FILES', 'SEE ALSO']) {
+      t.match(page, new RegExp(`^\\.SH ${section}$`, 'm'), `${name}.8 has ${section}`);
+    }
+    t.notMatch(page, /^[^.\\'].*(?<!\\)--/m, `${name}.8 writes every -- as \\-\\- (no stray hyphens that render as dashes)`);
+  }
+});
