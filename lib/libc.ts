@@ -86,6 +86,7 @@ const c = {
   getpwnam_r: libc.func('int getpwnam_r(const char *name, void *pwd, void *buf, size_t buflen, _Out_ void **result)'),
   getgrnam_r: libc.func('int getgrnam_r(const char *name, void *grp, void *buf, size_t buflen, _Out_ void **result)'),
   capset: libc.func('int capset(void *hdrp, void *datap)'),
+  getrandom: libc.func('intptr_t getrandom(void *buf, size_t buflen, unsigned int flags)'),
   getpwuid_r: libc.func('int getpwuid_r(uint32_t uid, void *pwd, void *buf, size_t buflen, _Out_ void **result)'),
 };
 
@@ -435,4 +436,12 @@ export function setSignalDefault(signum: number): void {
 export function unblockAllSignals(): void {
   const rc = Number(execCalls.pthreadSigmask(SIG_SETMASK, Buffer.alloc(SIGSET_BYTES), null));
   if (rc !== 0) throw new SysError('pthread_sigmask', rc);
+}
+
+/** n random bytes from getrandom(2) (blocks only before the kernel's pool is first seeded). */
+export function randomBytes(n: number): Buffer {
+  const buf = Buffer.alloc(n);
+  const got = check('getrandom', c.getrandom(buf, n, 0));
+  if (got !== n) throw new Error(`getrandom returned ${got} of ${n} bytes`);
+  return buf;
 }

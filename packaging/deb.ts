@@ -20,6 +20,7 @@ import { BuildError, REPO, buildAll, type PackageBuild } from './build.ts';
 
 export const PACKAGE = 'qemu-net-helper';
 export const LIBEXEC = '/usr/libexec';
+export const BINDIR = '/usr/bin';
 export const LIBDIR = '/usr/lib/qemu-net-helper';
 export const CONFFILE = '/etc/qemu/net-helper.conf';
 /**
@@ -129,19 +130,36 @@ function md5sums(root: string): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * The privileged helpers (qemu-net-helper-*) go to /usr/libexec with file
+ * capabilities and a section 8 page; any other program (qemu-net-launch) is
+ * an ordinary command in /usr/bin with a section 1 page.
+ */
+export function isPrivilegedHelper(program: string): boolean {
+  return program.startsWith('qemu-net-helper-');
+}
+
+export function installPath(program: string): string {
+  return isPrivilegedHelper(program) ? `${LIBEXEC}/${program}` : `${BINDIR}/${program}`;
+}
+
+function manSection(program: string): string {
+  return isPrivilegedHelper(program) ? '8' : '1';
+}
+
 /** The man pages to install: docs/man/NAME.SECTION. Every program must have one. */
 function manPages(programs: string[]): { file: string; section: string }[] {
   const dir = join(REPO, 'docs/man');
   const pages = existsSync(dir) ? readdirSync(dir).filter((f) => /^[a-z0-9.-]+\.[1-8]$/.test(f)).map((f) => ({ file: f, section: f.slice(-1) })) : [];
-  const missing = programs.filter((p) => !pages.some((m) => m.file === `${p}.8`));
-  if (missing.length > 0) throw new BuildError(`no man page for ${missing.join(', ')}; write docs/man/${missing[0]}.8`);
+  const missing = programs.filter((p) => !pages.some((m) => m.file === `${p}.${manSection(p)}`));
+  if (missing.length > 0) throw new BuildError(`no man page for ${missing.join(', ')}; write docs/man/${missing[0]}.${manSection(missing[0]!)}`);
   return pages;
 }
 
 /** Stages the package tree in `root` (which must be empty). */
 export function stage(root: string, distDir: string, info: PackageBuild): void {
   for (const program of info.programs) {
-    put(root, `${LIBEXEC}/${program}`, readFileSync(join(distDir, 'bin', program)), 0o755);
+    put(root, installPath(program), readFileSync(join(distDir, 'bin', program)), 0o755);
   }
   put(root, `${LIBDIR}/koffi.node`, readFileSync(join(distDir, 'sea/koffi.node')), 0o644);
   put(root, CONFFILE, readFileSync(join(REPO, 'packaging/net-helper.conf')), 0o644);
@@ -154,7 +172,7 @@ export function stage(root: string, distDir: string, info: PackageBuild): void {
   put(root, `${DOC}/changelog.gz`, gzip(readFileSync(join(REPO, 'CHANGELOG.md'))), 0o644);
   put(root, `${DOC}/changelog.Debian.gz`, gzip(changelogDebian(info)), 0o644);
   const postinst = readFileSync(join(REPO, 'packaging/debian/postinst'), 'utf8')
-    .replace('@HELPERS@', info.programs.join(' '))
+    .replace('@HELPERS@', info.programs.filter(isPrivilegedHelper).join(' '))
     .replace('@CAPS@', HELPER_CAPS);
   put(root, 'DEBIAN/postinst', postinst, 0o755);
   put(root, 'DEBIAN/conffiles', `${CONFFILE}\n`, 0o644);
@@ -186,7 +204,7 @@ export function buildDeb(distDir: string, info: PackageBuild, compression: Compr
     const out = debPath(distDir, info.version);
     run(['dpkg-deb', '--root-owner-group', ...COMPRESSOR_ARGS[compression], '--build', root, out], 'dpkg-deb --build');
     const contents = run(['dpkg-deb', '--contents', out], 'dpkg-deb --contents');
-    for (const path of [...info.programs.map((p) => `${LIBEXEC}/${p}`), `${LIBDIR}/koffi.node`, CONFFILE, `${DOC}/copyright`]) {
+    for (const path of [...info.programs.map(installPath), `${LIBDIR}/koffi.node`, CONFFILE, `${DOC}/copyright`]) {
       if (!new RegExp(`^\\S+ root/root .* \\.${path.replace(/[.]/g, '\\.')}$`, 'm').test(contents)) throw new BuildError(`${out} lacks ${path} owned by root`);
     }
     return out;

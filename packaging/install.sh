@@ -45,6 +45,10 @@ SETCAP=${SETCAP:-yes}
 [ "$PREFIX" = "$built_prefix" ] || die "the executables were built for prefix $built_prefix, not $PREFIX (koffi.node's path is compiled in); rebuild with 'npm run package -- --prefix=$PREFIX'"
 
 libexecdir="$PREFIX/libexec"
+bindir="$PREFIX/bin"
+# The privileged helpers go to libexec with capabilities; other programs (qemu-net-launch) to bin.
+target() { case "$1" in qemu-net-helper-*) echo "$libexecdir/$1" ;; *) echo "$bindir/$1" ;; esac; }
+helpers() { for p in $programs; do case "$p" in qemu-net-helper-*) echo "$p" ;; esac; done; }
 mandir="$PREFIX/share/man"
 docdir="$PREFIX/share/doc/qemu-net-helper"
 conf="$SYSCONFDIR/qemu/net-helper.conf"
@@ -52,7 +56,7 @@ conf="$SYSCONFDIR/qemu/net-helper.conf"
 manpages() { for f in "$repo"/docs/man/*.[1-8]; do [ -e "$f" ] && echo "$f"; done; }
 
 if [ "${1:-}" = --uninstall ]; then
-    for p in $programs; do rm -f "$DESTDIR$libexecdir/$p"; done
+    for p in $programs; do rm -f "$DESTDIR$(target "$p")"; done
     rm -f "$DESTDIR$libdir/koffi.node"
     rmdir "$DESTDIR$libdir" 2>/dev/null || true
     for f in $(manpages); do s=${f##*.}; rm -f "$DESTDIR$mandir/man$s/$(basename "$f")"; done
@@ -71,8 +75,8 @@ fi
 [ -n "$DESTDIR" ] || [ "$(id -u)" = 0 ] || die "installing into $PREFIX needs root; run it with sudo, or set DESTDIR to stage the files"
 for p in $programs; do [ -f "$dist/bin/$p" ] || die "$dist/bin/$p is missing; rebuild with 'npm run package -- --prefix=$PREFIX'"; done
 
-install -d -m 0755 "$DESTDIR$libexecdir" "$DESTDIR$libdir" "$DESTDIR$docdir" "$DESTDIR$SYSCONFDIR/qemu"
-for p in $programs; do install -m 0755 "$dist/bin/$p" "$DESTDIR$libexecdir/$p"; done
+install -d -m 0755 "$DESTDIR$libexecdir" "$DESTDIR$bindir" "$DESTDIR$libdir" "$DESTDIR$docdir" "$DESTDIR$SYSCONFDIR/qemu"
+for p in $programs; do install -m 0755 "$dist/bin/$p" "$DESTDIR$(target "$p")"; done
 install -m 0644 "$dist/sea/koffi.node" "$DESTDIR$libdir/koffi.node"
 for f in $(manpages); do
     s=${f##*.}
@@ -106,7 +110,7 @@ if [ "$SETCAP" = no ]; then
     echo "install.sh: installed without capabilities (SETCAP=no): only root can use the helpers"
     exit 0
 fi
-for p in $programs; do
+for p in $(helpers); do
     if command -v setcap >/dev/null 2>&1 && setcap "$caps" "$libexecdir/$p"; then
         chmod 0755 "$libexecdir/$p"
     else
@@ -114,4 +118,4 @@ for p in $programs; do
         chmod 4755 "$libexecdir/$p"
     fi
 done
-echo "install.sh: installed $(echo $programs | wc -w) helpers in $libexecdir, koffi.node in $libdir"
+echo "install.sh: installed $(helpers | wc -l) helpers in $libexecdir, the other programs in $bindir, koffi.node in $libdir"

@@ -14,6 +14,7 @@
 import createDebug from 'debug';
 import { writeSync } from 'node:fs';
 import { HelperError } from '../errors.ts';
+import * as libc from '../libc.ts';
 import { formatMac, generateMac } from '../mac.ts';
 import { MODE_VALUES } from '../modes.ts';
 import { addMacvtap, deleteLink, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
@@ -96,7 +97,7 @@ class MemberBusy extends Error {}
 function createOn(nl: NetlinkSocket, req: CreateRequest, lower: Link, group: number, inPool: boolean): { link: Link; lowerMacBefore: string | undefined } {
   const passthru = req.mode === 'passthru';
   // A passthru macvtap takes the lower device's MAC; any other gets its own.
-  const mac = passthru ? undefined : (req.mac ?? generateMac());
+  const mac = passthru ? undefined : (req.mac ?? generateMac(libc.randomBytes));
   let link: Link;
   let lowerMacBefore: string | undefined;
   try {

@@ -6,13 +6,14 @@
 //
 // Also covers packaging/install.sh with DESTDIR, from the same build.
 
-import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { buildAll, type PackageBuild } from '../../packaging/build.ts';
-import { CONFFILE, HELPER_CAPS, LIBDIR, LIBEXEC, PACKAGE, buildDeb } from '../../packaging/deb.ts';
+import { CONFFILE, HELPER_CAPS, LIBDIR, LIBEXEC, PACKAGE, buildDeb, installPath, isPrivilegedHelper } from '../../packaging/deb.ts';
+import { buildGuestImage, guestQemuArgs, QEMU_BINARY, runGuest } from '../support/guest.ts';
 import { addVethPair, createNetns } from '../support/netns.ts';
 import { IS_CI, privilegedSkipReason } from '../support/privileged.ts';
 import { REPO } from '../support/paths.ts';
@@ -60,7 +61,7 @@ else if (already) {
     t.teardown(() => rmSync(dest, { recursive: true, force: true }));
     const r = sh(['sh', join(REPO, 'packaging/install.sh')], { ...CLEAN_ENV, DESTDIR: dest, DIST: dist });
     t.equal(r.status, 0, r.stderr);
-    for (const p of info.programs) t.equal(lstatSync(join(dest, LIBEXEC, p)).mode & 0o7777, 0o755, `${p} staged, no setuid`);
+    for (const p of info.programs) t.equal(lstatSync(join(dest, installPath(p))).mode & 0o7777, 0o755, `${p} staged, no setuid`);
     t.ok(existsSync(join(dest, LIBDIR, 'koffi.node')));
     t.ok(existsSync(join(dest, CONFFILE)));
     t.ok(existsSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8')));
@@ -83,11 +84,13 @@ else if (already) {
 
     await t.test('installed as the package says', async (t) => {
       for (const p of info.programs) {
-        const path = `${LIBEXEC}/${p}`;
+        const path = installPath(p);
         const st = lstatSync(path);
         t.equal(st.uid, 0, `${path} is root's`);
         t.equal(st.mode & 0o7777, 0o755, `${path} is 0755, not setuid (setcap worked)`);
-        t.same(capSet(sh(['getcap', path]).stdout.trim().split(' ').slice(1).join(' ')), capSet(HELPER_CAPS), `${path} has ${HELPER_CAPS}`);
+        const caps = sh(['getcap', path]).stdout.trim().split(' ').slice(1).join(' ');
+        if (isPrivilegedHelper(p)) t.same(capSet(caps), capSet(HELPER_CAPS), `${path} has ${HELPER_CAPS}`);
+        else t.equal(caps, '', `${path} is an ordinary command, without capabilities`);
       }
       t.equal(lstatSync(`${LIBDIR}/koffi.node`).mode & 0o7777, 0o644);
       t.match(readFileSync(CONFFILE, 'utf8'), /allows no one/);
@@ -138,6 +141,105 @@ else if (already) {
       t.match(direct.stderr, /^qemu-net-helper-vepa: [^\n]*uid 65534/m);
       t.notOk(existsSync(join(cov, 'out')), 'NODE_V8_COVERAGE wrote nothing');
       t.same(ns.macvtaps(), []);
+    });
+
+    await t.test('issue 5 acceptance: a user the policy allows runs stock QEMU and the guest NIC works; another is refused', async (t) => {
+      const image = await buildGuestImage();
+      // The guest's files where the unprivileged user can read them, whatever the checkout's permissions.
+      const guestDir = mkdtempSync(join(tmpdir(), 'qnh-guest-'));
+      t.teardown(() => rmSync(guestDir, { recursive: true, force: true }));
+      chmodSync(guestDir, 0o755);
+      copyFileSync(image.kernel, join(guestDir, 'kernel'));
+      copyFileSync(image.initrd, join(guestDir, 'initrd'));
+      const readable = { ...image, kernel: join(guestDir, 'kernel'), initrd: join(guestDir, 'initrd') };
+      const host = createNetns(t, 'debok');
+      const peer = createNetns(t, 'debpeer');
+      host.ip('link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1', 'netns', peer.name);
+      host.ip('link', 'set', 'v0', 'up');
+      peer.ip('addr', 'add', '169.254.78.1/16', 'dev', 'v1');
+      peer.ip('link', 'set', 'v1', 'up');
+      const original = readFileSync(CONFFILE, 'utf8');
+      t.teardown(() => writeFileSync(CONFFILE, original, { mode: 0o644 }));
+      writeFileSync(CONFFILE, `${original}\nallow user nobody dev v0 mode vepa netns ${host.name}\n`, { mode: 0o644 });
+
+      const mac = '52:54:00:de:b0:05';
+      const qemuArgs = [
+        ...guestQemuArgs(readable, { netdevId: 'n0', mac, guestIp: '169.254.78.2/16', peerIp: '169.254.78.1' }),
+        '-netdev', `tap,id=n0,helper=${LIBEXEC}/qemu-net-helper-vepa --dev=v0 --mac=${mac}`,
+      ];
+      const ok = await runGuest([...host.exec, ...NOBODY, QEMU_BINARY, ...qemuArgs], { timeoutMs: 120_000 });
+      t.ok(ok.pingOk, `nobody's guest pings its peer (${Math.round(ok.resultMs)} ms)`);
+      const links = host.macvtaps();
+      t.equal(links.length, 1);
+      t.match(host.link(links[0]!)?.ifalias, /^qemu-net-helper\/1 helper=qemu-net-helper-vepa uid=65534 /, 'owned by the caller');
+      // QEMU has exited: its link is stale and nobody may collect it.
+      const gc = sh([...host.exec, ...NOBODY, `${LIBEXEC}/qemu-net-helper-vepa`, '--gc'], CLEAN_ENV);
+      t.equal(gc.status, 0, gc.stderr);
+      t.same(host.macvtaps(), [], 'the user\'s own --gc removed it');
+
+      const other = await runQemuMonitor({ ...host, exec: [...host.exec, 'setpriv', '--reuid=65533', '--regid=65533', '--clear-groups'] }, [
+        ...PAUSED_MACHINE, '-netdev', `tap,id=n0,helper=${LIBEXEC}/qemu-net-helper-vepa --dev=v0 --mac=${mac}`, '-device', `virtio-net-pci,netdev=n0,mac=${mac}`,
+      ], ['quit']);
+      t.not(other.code, 0);
+      t.match(other.stderr, /^qemu-net-helper-vepa: no rule in the policy allows uid 65533 the use of v0 in mode vepa/m, 'the policy\'s own message');
+      t.same(host.macvtaps(), []);
+    });
+
+    await t.test('adversarial, against the installed executable run by an allowed user', async (t) => {
+      const ns = createNetns(t, 'debadv');
+      addVethPair(ns);
+      const original = readFileSync(CONFFILE, 'utf8');
+      t.teardown(() => {
+        rmSync(CONFFILE, { force: true });
+        writeFileSync(CONFFILE, original, { mode: 0o644 });
+        chownSync(CONFFILE, 0, 0);
+      });
+      writeFileSync(CONFFILE, `allow user nobody dev v0 netns ${ns.name}\n`, { mode: 0o644 });
+      const helper = [...ns.exec, ...NOBODY, `${LIBEXEC}/qemu-net-helper-vepa`];
+      t.equal(sh([...helper, '--dev=v0', '--probe'], CLEAN_ENV).status, 0, 'allowed as written');
+
+      // SIGUSR1 from the moment of exec: the inspector never opens, nothing is left.
+      for (let round = 0; round < 5; round++) {
+        const child = spawn(helper[0]!, [...helper.slice(1), '--dev=v0', '--probe'], { env: CLEAN_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stderr = '';
+        child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+        let sent = 0;
+        const storm = setInterval(() => {
+          try {
+            process.kill(child.pid!, 'SIGUSR1');
+            sent++;
+          } catch {
+            clearInterval(storm);
+          }
+        }, 1);
+        const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
+        clearInterval(storm);
+        t.notMatch(stderr, /Debugger listening|inspector/i, `round ${round}: no inspector (${sent} SIGUSR1s)`);
+        t.ok(code === 0 || signal === 'SIGUSR1', `round ${round}: finished (${code}) or was killed before acting (${signal})`);
+        t.same(ns.macvtaps(), [], `round ${round}: nothing left`);
+      }
+
+      // The reply fd: standard streams, a closed fd, a regular file.
+      for (const fd of ['0', '1', '2']) t.equal(sh([...helper, '--dev=v0', `--fd=${fd}`], CLEAN_ENV).status, 2, `--fd=${fd}`);
+      t.match(sh([...helper, '--dev=v0', '--fd=9'], CLEAN_ENV).stderr, /--fd=9 is not usable/);
+      t.match(sh(['sh', '-c', `exec 7</etc/hostname; exec "$@" --dev=v0 --socketpair=7`, 'sh', ...helper], CLEAN_ENV).stderr, /--socketpair=7 is not usable: fd 7 is not a socket/);
+      t.same(ns.macvtaps(), []);
+
+      // The policy file itself: owned by the caller, group-writable, a symlink: everything refused.
+      chownSync(CONFFILE, 65534, 65534);
+      t.match(sh([...helper, '--dev=v0', '--probe'], CLEAN_ENV).stderr, new RegExp(`^qemu-net-helper-vepa: [^\\n]*${CONFFILE}`), 'owned by the caller');
+      chownSync(CONFFILE, 0, 0);
+      chmodSync(CONFFILE, 0o664);
+      t.equal(sh([...helper, '--dev=v0', '--probe'], CLEAN_ENV).status, 1, 'group-writable');
+      chmodSync(CONFFILE, 0o644);
+      const real = `${CONFFILE}.real`;
+      renameSync(CONFFILE, real);
+      symlinkSync(real, CONFFILE);
+      t.teardown(() => rmSync(real, { force: true }));
+      t.equal(sh([...helper, '--dev=v0', '--probe'], CLEAN_ENV).status, 1, 'a symlink');
+      rmSync(CONFFILE);
+      renameSync(real, CONFFILE);
+      t.same(ns.macvtaps(), [], 'nothing was ever created');
     });
 
     await t.test('purge leaves nothing the package installed', async (t) => {

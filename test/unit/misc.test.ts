@@ -7,11 +7,13 @@ import { HelperError, oneLine, UsageError } from '../../lib/errors.ts';
 import { formatMac, generateMac, parseMac } from '../../lib/mac.ts';
 import { ifnameProblem } from '../../lib/names.ts';
 import { VERSION } from '../../lib/version.ts';
+import * as libc from '../../lib/libc.ts';
 
 t.test('MAC addresses', async (t) => {
   t.equal(formatMac(parseMac('52:54:00:AB:cd:0F')), '52:54:00:ab:cd:0f');
   t.equal(formatMac(generateMac(() => Buffer.from([1, 2, 3]))), '52:54:00:01:02:03');
-  const a = formatMac(generateMac());
+  const a = formatMac(generateMac(libc.randomBytes));
+  t.not(a, formatMac(generateMac(libc.randomBytes)), 'random');
   t.match(a, /^52:54:00(:[0-9a-f]{2}){3}$/);
   for (const bad of ['52:54:00:12:34', '52-54-00-12-34-56', '5254.0012.3456', '52:54:00:12:34:5g', 'ff:ff:ff:ff:ff:ff', '01:00:00:00:00:00']) {
     t.throws(() => parseMac(bad), UsageError, bad);
