@@ -175,6 +175,10 @@ export function stage(root: string, distDir: string, info: PackageBuild): void {
     .replace('@HELPERS@', info.programs.filter(isPrivilegedHelper).join(' '))
     .replace('@CAPS@', HELPER_CAPS);
   put(root, 'DEBIAN/postinst', postinst, 0o755);
+  put(root, 'DEBIAN/prerm', readFileSync(join(REPO, 'packaging/debian/prerm')), 0o755);
+  for (const unit of ['qemu-net-helper-gc.service', 'qemu-net-helper-gc.timer']) {
+    put(root, `/lib/systemd/system/${unit}`, readFileSync(join(REPO, 'packaging/systemd', unit)), 0o644);
+  }
   put(root, 'DEBIAN/conffiles', `${CONFFILE}\n`, 0o644);
   put(root, 'DEBIAN/md5sums', md5sums(root), 0o644);
   put(root, 'DEBIAN/control', control(info, installedSize(root)), 0o644);
