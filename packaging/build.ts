@@ -40,6 +40,8 @@ export class BuildError extends Error {}
 
 export interface BuildOptions {
   /** Absolute path the executables load koffi.node from. */
+  /** Where qemu-net-launch looks for the helpers (default /usr/libexec). */
+  libexecDir?: string;
   koffiPath: string;
   /** Where the executables go. */
   outDir: string;
@@ -107,7 +109,7 @@ function run(argv: string[], what: string): { stdout: string; stderr: string } {
 }
 
 /** Bundles sea-entry.cjs with `entry` into one CommonJS script; returns the npm packages it contains. */
-async function bundle(entry: string, name: string, koffiPath: string, outfile: string, minify = false): Promise<string[]> {
+async function bundle(entry: string, name: string, koffiPath: string, libexecDir: string, outfile: string, minify = false): Promise<string[]> {
   const options = {
     entryPoints: [join(REPO, 'packaging/sea-entry.cjs')],
     outfile,
@@ -127,6 +129,8 @@ async function bundle(entry: string, name: string, koffiPath: string, outfile: s
       QNH_PROGRAM: JSON.stringify(name),
       QNH_KOFFI_NATIVE_PATH: JSON.stringify(koffiPath),
       QNH_KOFFI_VERSION: JSON.stringify(koffiVersion()),
+      // Where qemu-net-launch finds the installed helpers.
+      QNH_LIBEXEC_DIR: JSON.stringify(libexecDir),
       // Only lib/koffi-loader.ts's from-source branch reads it, and a
       // bundle never takes that branch.
       'import.meta.url': 'undefined',
@@ -195,7 +199,7 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     const main = join(work, 'main.cjs');
     const blobPath = join(work, 'sea.blob');
     const exe = join(work, name);
-    const packages = await bundle(entry, name, opts.koffiPath, main, opts.minify);
+    const packages = await bundle(entry, name, opts.koffiPath, opts.libexecDir ?? '/usr/libexec', main, opts.minify);
     writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
       main,
       output: blobPath,
@@ -259,7 +263,7 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
   const programs: string[] = [];
   const packages = new Set(['koffi']);
   for (const entry of entries) {
-    const built = await buildExecutable(entry, { koffiPath, outDir: join(distDir, 'bin'), log: args.log });
+    const built = await buildExecutable(entry, { koffiPath, libexecDir: `${prefix}/libexec`, outDir: join(distDir, 'bin'), log: args.log });
     programs.push(built.name);
     for (const p of built.packages) packages.add(p);
   }

@@ -115,6 +115,16 @@ else if (already) {
       t.equal(ns.link(links[0]!)?.address, mac);
     });
 
+    await t.test('the installed qemu-net-launch finds the installed helpers', async (t) => {
+      const ns = createNetns(t, 'deblaunch');
+      addVethPair(ns);
+      const r = sh([...ns.exec, installPath('qemu-net-launch'), '--dry-run', '--', QEMU, '-accel', 'tcg', '-net', 'vepa,dev=v0'], CLEAN_ENV);
+      t.equal(r.status, 0, r.stderr);
+      t.match(r.stdout, new RegExp(`${LIBEXEC}/qemu-net-helper-vepa .*--dev=v0`), 'runs the installed helper');
+      t.match(r.stdout, /-netdev tap,id=\S+,fd=\d+/, 'and prints the rewritten QEMU line');
+      t.same(ns.macvtaps(), [], '--dry-run released what it made');
+    });
+
     await t.test('an unprivileged user running the same is refused, and nothing is created', async (t) => {
       const ns = createNetns(t, 'debuser');
       addVethPair(ns);

@@ -6,12 +6,15 @@ import { join } from 'node:path';
 import t from 'tap';
 import { optionSpecs } from '../../lib/helper/options.ts';
 import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
+import { isPrivilegedHelper } from '../../packaging/deb.ts';
 import { REPO } from '../support/paths.ts';
 
 const helperFiles = readdirSync(join(REPO, 'helpers')).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3));
+/** The privileged helpers are documented in section 8, other programs (qemu-net-launch) in section 1. */
+const page = (name: string) => `${name}.${isPrivilegedHelper(name) ? 8 : 1}`;
 
-t.test('each helpers/*.ts has docs/man/NAME.8', async (t) => {
-  for (const name of helperFiles) t.ok(existsSync(join(REPO, 'docs/man', `${name}.8`)), `${name}.8`);
+t.test('each helpers/*.ts has docs/man/NAME.8 (helpers) or NAME.1 (other programs)', async (t) => {
+  for (const name of helperFiles) t.ok(existsSync(join(REPO, 'docs/man', page(name))), page(name));
 });
 
 t.test('each page names its program and documents all of its options', async (t) => {
@@ -35,10 +38,11 @@ t.test('each page names its program and documents all of its options', async (t)
 
 t.test('pages are well-formed roff', async (t) => {
   for (const name of helperFiles) {
-    const page = readFileSync(join(REPO, 'docs/man', `${name}.8`), 'utf8');
-    for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'EXIT STATUS', 'FILES', 'SEE ALSO']) {
-      t.match(page, new RegExp(`^\\.SH ${section}$`, 'm'), `${name}.8 has ${section}`);
+    const text = readFileSync(join(REPO, 'docs/man', page(name)), 'utf8');
+    for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'EXIT STATUS', 'SEE ALSO']) {
+      t.match(text, new RegExp(`^\\.SH ${section}$`, 'm'), `${page(name)} has ${section}`);
     }
-    t.notMatch(page, /^[^.\\'].*(?<!\\)--/m, `${name}.8 writes every -- as \\-\\- (no stray hyphens that render as dashes)`);
+    if (isPrivilegedHelper(name)) t.match(text, /^\.SH FILES$/m, `${page(name)} has FILES`);
+    t.notMatch(text, /^[^.\\'].*(?<!\\)--/m, `${page(name)} writes every -- as \\-\\- (no stray hyphens that render as dashes)`);
   }
 });
