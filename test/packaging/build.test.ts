@@ -3,7 +3,7 @@
 // (the SEA prologue and koffi loading from the compiled-in path).
 
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -11,6 +11,7 @@ import { untrustedReason } from '../../lib/koffi-loader.ts';
 import { BuildError, buildExecutable, pinnedNode, verifyExecutable } from '../../packaging/build.ts';
 import { addVethPair, createNetns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
+import { IS_CI } from '../support/privileged.ts';
 
 const REPO_KOFFI = join(REPO, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
 const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
@@ -26,10 +27,26 @@ t.teardown(() => rmSync(work, { recursive: true, force: true }));
 // Where the test executable loads koffi from: the checkout's own copy when
 // the checkout is root's and nobody else can write it (as in CI), so that the
 // executable runs for real without anything installed.
-const trustedKoffi = untrustedReason(REPO_KOFFI, lstatSync) === undefined;
+//
+// A checkout may live where koffi.node cannot be trusted (under /tmp, say).
+// As root the test then copies it into a fresh root-owned directory under
+// /run, so that where CI clones the repository does not matter.
+function trustedKoffiPath(): string | undefined {
+  if (untrustedReason(REPO_KOFFI, lstatSync) === undefined) return REPO_KOFFI;
+  if (process.getuid?.() !== 0) return undefined;
+  const dir = mkdtempSync('/run/qnh-koffi-test-');
+  chmodSync(dir, 0o755);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  copyFileSync(REPO_KOFFI, join(dir, 'koffi.node'));
+  chmodSync(join(dir, 'koffi.node'), 0o644);
+  return join(dir, 'koffi.node');
+}
+const TRUSTED_KOFFI = trustedKoffiPath();
+const trustedKoffi = TRUSTED_KOFFI !== undefined;
 
 t.test('a helper built with a trusted koffi path', async (t) => {
-  const built = await buildExecutable(VEPA_ENTRY, { koffiPath: REPO_KOFFI, outDir: join(work, 'trusted') });
+  const koffiPath = TRUSTED_KOFFI ?? REPO_KOFFI;
+  const built = await buildExecutable(VEPA_ENTRY, { koffiPath, outDir: join(work, 'trusted') });
   t.equal(built.path, join(work, 'trusted/qemu-net-helper-vepa'));
   t.ok(built.packages.includes('debug'), 'npm packages are bundled');
   t.notOk(built.packages.some((p) => /koffi/.test(p)), "koffi's JS is not bundled");
@@ -39,7 +56,7 @@ t.test('a helper built with a trusted koffi path', async (t) => {
   t.equal(version.status, 0);
   const [first, second] = version.stdout.split('\n');
   t.match(first, /^qemu-net-helper-vepa \d+\.\d+\.\d+$/, 'the first line is what the program prints');
-  t.equal(second, `runtime: Node v${pinnedNode().version} single executable; node options: --disable-sigusr1; koffi ${JSON.parse(readFileSync(join(REPO, 'node_modules/koffi/package.json'), 'utf8')).version} from ${REPO_KOFFI}`);
+  t.equal(second, `runtime: Node v${pinnedNode().version} single executable; node options: --disable-sigusr1; koffi ${JSON.parse(readFileSync(join(REPO, 'node_modules/koffi/package.json'), 'utf8')).version} from ${koffiPath}`);
 
   await t.test('the caller cannot add node options or make it write coverage files', async (t) => {
     const cov = join(work, 'coverage');
@@ -49,16 +66,17 @@ t.test('a helper built with a trusted koffi path', async (t) => {
     t.notOk(existsSync(cov), 'NODE_V8_COVERAGE: nothing was written');
   });
 
+  if (!trustedKoffi) {
+    if (IS_CI) throw new Error(`CI must run the program: koffi.node is untrusted (${untrustedReason(REPO_KOFFI, lstatSync)}) and this is not root`);
+    t.pass(`skipped running the program: this checkout is not a trusted location for koffi.node (${untrustedReason(REPO_KOFFI, lstatSync)}), and copying it elsewhere needs root`);
+    return;
+  }
   await t.test('arguments go to the program, never to node', async (t) => {
     const r = run([built.path, '--inspect', '--version']);
     t.equal(r.status, 2, 'the helper itself rejects --inspect as an unknown option');
     t.match(r.stderr, /^qemu-net-helper-vepa: .*--inspect/);
   });
 
-  if (!trustedKoffi) {
-    t.pass(`skipped running the program: this checkout is not a trusted location for koffi.node (${untrustedReason(REPO_KOFFI, lstatSync)})`);
-    return;
-  }
   await t.test('the program runs, with koffi dlopened from the compiled-in path', async (t) => {
     const r = run([built.path, '--help']);
     t.equal(r.status, 0, r.stderr);
