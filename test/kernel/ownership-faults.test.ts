@@ -10,21 +10,12 @@ import { STEPS } from '../../lib/helper/main.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO, seamedHelper, VEPA, PASSTHROUGH } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
 
 const skip = privilegedSkipReason(['ip']);
 if (skip) t.plan(0, skip);
 else {
-  /** Runs a helper maintenance action in the namespace; returns stdout. */
-  function helperAction(ns: Netns, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
-    const r = spawnSync(ns.exec[0]!, [...ns.exec.slice(1), ...VEPA, ...args], { encoding: 'utf8', timeout: 30_000 });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  }
-
-  function list(ns: Netns): Array<Record<string, any>> {
-    const r = helperAction(ns, '--list', '--json');
-    if (r.code !== 0) throw new Error(`--list failed: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  }
+  const list = listHelperLinks;
 
   /** Waits (bounded) until `pid` is stopped (state T). */
   async function waitStopped(pid: number, timeoutMs = 20_000): Promise<void> {

@@ -5,7 +5,7 @@
 
 import t from 'tap';
 import { buildGuestImage, guestQemuArgs, QEMU_BINARY, runGuest } from '../support/guest.ts';
-import { createNetns } from '../support/netns.ts';
+import { hostAndPeer } from '../support/netns.ts';
 import { VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 
@@ -14,12 +14,7 @@ if (skip) t.plan(0, skip);
 else {
   t.test('a guest pings the veth peer through the helper-made macvtap', async (t) => {
     const image = await buildGuestImage();
-    const host = createNetns(t, 'e2ehost');
-    const peer = createNetns(t, 'e2epeer');
-    host.ip('link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1', 'netns', peer.name);
-    host.ip('link', 'set', 'v0', 'up');
-    peer.ip('addr', 'add', '169.254.77.1/16', 'dev', 'v1');
-    peer.ip('link', 'set', 'v1', 'up');
+    const { host } = hostAndPeer(t, 'e2e', '169.254.77.1/16');
 
     async function boot(helperMac: string, guestMac: string) {
       const args = [

@@ -5,11 +5,11 @@
 // the launcher added has the macvtap's MAC. After QEMU exits, --gc removes
 // the link.
 
-import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { buildGuestImage, guestQemuArgs, QEMU_BINARY, runGuest } from '../support/guest.ts';
-import { createNetns } from '../support/netns.ts';
-import { REPO, VEPA } from '../support/paths.ts';
+import { helperAction } from '../support/helper-actions.ts';
+import { hostAndPeer } from '../support/netns.ts';
+import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 
 const CLEAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -20,12 +20,7 @@ if (skip) t.plan(0, skip);
 else {
   t.test('qemu-net-launch -- qemu-system-x86_64 ... -net vepa,dev=v0: the guest pings the veth peer', async (t) => {
     const image = await buildGuestImage();
-    const host = createNetns(t, 'lguesthost');
-    const peer = createNetns(t, 'lguestpeer');
-    host.ip('link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1', 'netns', peer.name);
-    host.ip('link', 'set', 'v0', 'up');
-    peer.ip('addr', 'add', '169.254.77.1/16', 'dev', 'v1');
-    peer.ip('link', 'set', 'v1', 'up');
+    const { host } = hostAndPeer(t, 'lguest', '169.254.77.1/16');
 
     // The guest's usual arguments without its NIC: the shorthand brings one. The MAC given
     // here is dropped with that NIC; the launcher's NIC gets the macvtap's.
@@ -52,8 +47,8 @@ else {
     t.equal(links[0]?.linkinfo?.info_data?.mode, 'vepa');
     t.equal(links[0]?.link, 'v0');
 
-    const gc = spawnSync(host.exec[0]!, [...host.exec.slice(1), ...VEPA, '--gc'], { encoding: 'utf8', timeout: 30_000 });
-    t.equal(gc.status, 0, gc.stderr);
+    const gc = helperAction(host, '--gc');
+    t.equal(gc.code, 0, gc.stderr);
     t.match(gc.stdout, new RegExp(`removed stale ${links[0]?.ifname}`));
     t.same(host.macvtaps(), [], '--gc removed the link');
   });

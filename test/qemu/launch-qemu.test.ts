@@ -12,8 +12,9 @@ import t from 'tap';
 import { processStartTime } from '../../lib/proc.ts';
 import { decodeOwnerTag } from '../../lib/owner.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
-import { REPO, VEPA } from '../support/paths.ts';
+import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
 import { QEMU } from '../support/qemu.ts';
 
 const CLEAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -49,17 +50,7 @@ function startLaunch(ns: Netns, args: string[], timeoutMs = 90_000): Launched {
   return { child, exited };
 }
 
-/** A helper maintenance action (--list, --gc, ...) in `ns`. */
-function helperAction(ns: Netns, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(ns.exec[0]!, [...ns.exec.slice(1), ...VEPA, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function listLinks(ns: Netns): Array<Record<string, any>> {
-  const r = helperAction(ns, '--list', '--json');
-  if (r.code !== 0) throw new Error(`--list failed: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
+const listLinks = listHelperLinks;
 
 /** Waits (bounded) for a condition that another process brings about. */
 async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 30_000): Promise<T> {

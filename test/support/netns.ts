@@ -70,3 +70,17 @@ export function addVethPair(ns: Netns, lower = 'v0', peer = 'v1'): { lower: stri
   ns.ip('link', 'set', peer, 'up');
   return { lower, peer };
 }
+
+/**
+ * The end-to-end layout: namespace "host" has veth v0 (the macvtaps' lower
+ * device), its peer v1 sits in namespace "peer" with `peerIp` (CIDR), both up.
+ */
+export function hostAndPeer(t: Teardown, label: string, peerIp: string): { host: Netns; peer: Netns } {
+  const host = createNetns(t, `${label}host`);
+  const peer = createNetns(t, `${label}peer`);
+  host.ip('link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1', 'netns', peer.name);
+  host.ip('link', 'set', 'v0', 'up');
+  peer.ip('addr', 'add', peerIp, 'dev', 'v1');
+  peer.ip('link', 'set', 'v1', 'up');
+  return { host, peer };
+}
