@@ -14,8 +14,8 @@
 //      open it and remove it at once.
 // The queue flags are then set (TUNSETIFF) and read back (TUNGETIFF).
 
+import { logger } from './log.ts';
 import { lstatSync, mkdtempSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
-import createDebug from 'debug';
 import {
   O_RDWR, O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, S_IFMT, S_IFCHR, TUNSETIFF, TUNGETIFF, IFF_TAP, IFF_NO_PI,
   IFF_VNET_HDR, IFF_MULTI_QUEUE, IFREQ_SIZE, IFNAMSIZ, makedev, TUNGETVNETHDRSZ, TUNSETOFFLOAD,
@@ -25,7 +25,7 @@ import * as libc from './libc.ts';
 import { HelperError } from './errors.ts';
 import { ifnameProblem } from './names.ts';
 
-const debug = createDebug('qemu-net-helper:tap');
+const debug = logger('tap');
 
 export interface TapQueueOptions {
   /** Prepend a virtio_net_hdr to every frame (IFF_VNET_HDR); QEMU's --use-vnet. */

@@ -11,7 +11,7 @@
 // kernel restores the lower device's own MAC when the passthru macvtap is
 // deleted, as libvirt does by hand.
 
-import createDebug from 'debug';
+import { logger } from '../log.ts';
 import { writeSync } from 'node:fs';
 import { HelperError } from '../errors.ts';
 import * as libc from '../libc.ts';
@@ -21,7 +21,7 @@ import { addMacvtap, deleteLink, listLinks, setLinkAddress, type Link } from '..
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
 import type { CreateRequest } from './options.ts';
 
-const debug = createDebug('qemu-net-helper:allocate');
+const debug = logger('allocate');
 
 export interface Allocation {
   lower: Link;

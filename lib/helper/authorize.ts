@@ -6,7 +6,7 @@
 // policy network or pool. Everyone else needs an allow rule and no deny rule
 // (lib/policy/decide.ts), in the network namespace the helper runs in.
 
-import createDebug from 'debug';
+import { logger } from '../log.ts';
 import { HelperError, UsageError } from '../errors.ts';
 import type { ModeName } from '../modes.ts';
 import { getLinkByName, type Link } from '../netlink/link.ts';
@@ -20,7 +20,7 @@ import type { Candidates } from './allocate.ts';
 import type { CreateRequest } from './options.ts';
 import type { HelperProgram } from './programs.ts';
 
-const debug = createDebug('qemu-net-helper:authorize');
+const debug = logger('authorize');
 
 export interface AuthorizeContext {
   program: HelperProgram;

@@ -9,7 +9,7 @@
 // and owner tag let the next --gc (or the next helper run on the same
 // device) recognise as stale.
 
-import createDebug from 'debug';
+import { logger } from '../log.ts';
 import { writeSync } from 'node:fs';
 import { audit, type Severity } from '../audit.ts';
 import { HelperError, UsageError, oneLine } from '../errors.ts';
@@ -34,7 +34,7 @@ import type { HelperProgram } from './programs.ts';
 import { openQueueSet, type QueueSet } from './queues.ts';
 import { usage } from './usage.ts';
 
-const debug = createDebug('qemu-net-helper:helper');
+const debug = logger('helper');
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;

@@ -2,7 +2,7 @@
 // how a link is recognised and judged). Works in the network namespace it
 // runs in, like everything else a helper does.
 
-import createDebug from 'debug';
+import { logger } from '../log.ts';
 import { HelperError } from '../errors.ts';
 import { parseMac } from '../mac.ts';
 import { modeName } from '../modes.ts';
@@ -11,7 +11,7 @@ import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
 import { decodeOwnerTag, judgeLink, type HelperLinkView, type ProcessView } from '../owner.ts';
 import { SYSTEM_PROCESSES } from '../proc.ts';
 
-const debug = createDebug('qemu-net-helper:ownership');
+const debug = logger('ownership');
 
 export interface HelperLink extends HelperLinkView {
   link: Link;

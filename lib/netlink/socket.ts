@@ -6,7 +6,7 @@
 // order, and the kernel answers each before the next one is sent. A receive
 // timeout bounds every wait, so a kernel that never answers cannot hang us.
 
-import createDebug from 'debug';
+import { logger } from '../log.ts';
 import {
   AF_NETLINK, NETLINK_ROUTE, SOCK_RAW, SOCK_CLOEXEC, SOL_NETLINK, NETLINK_EXT_ACK,
   SOL_SOCKET, SO_RCVTIMEO, NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTI, NLM_F_DUMP_INTR,
@@ -15,7 +15,7 @@ import {
 import * as libc from '../libc.ts';
 import { decodeAck, decodeDone, decodeMessages, encodeMessage, type NetlinkMessage } from './wire.ts';
 
-const debug = createDebug('qemu-net-helper:netlink');
+const debug = logger('netlink');
 
 const SOCKADDR_NL_LEN = 12;
 const RECEIVE_BUFFER = 64 * 1024;
