@@ -7,27 +7,29 @@ import type { HelperProgram } from './programs.ts';
 export function usage(program: HelperProgram): string {
   const modes = program.modes.join('|');
   const pools = program.targets.includes('pool');
-  const target = pools ? '(--dev=IFNAME | --pool=IF1,IF2,... | --pf=IFNAME)' : '--dev=IFNAME';
+  const target = pools ? '(--dev=IFNAME | --network=NAME | --pool=IF1,... | --pool=@NAME | --pf=IFNAME)' : '(--dev=IFNAME | --network=NAME)';
   const modeLine = program.modes.length > 1 ? ` [--mode=${modes}]` : '';
   const lines = [
-    `Usage: ${program.name} ${target}${modeLine} [--mac=MAC] [--ifname=NAME]`,
+    `Usage: ${program.name} ${target}`,
+    `         ${modeLine ? modeLine.trim() + ' ' : ''}[--mac=MAC] [--ifname=NAME]`,
     `         [--queues=N] [--vhost=on|off|try] (--fd=N [--use-vnet] | --socketpair=N | --probe [--json])`,
-    `       ${program.name} --list [--json] | --release=IFNAME | --gc`,
+    `       ${program.name} --list [--json] | --release=IFNAME | --gc | --check-config [--config=PATH]`,
     '',
-    `${program.name} ${VERSION}: ${program.summary}.`,
-    'It creates a macvtap, opens its queue(s) and hands them over.',
+    ...wrap(`${program.name} ${VERSION}: ${program.summary}. It creates a macvtap, opens its queue(s) and hands them over.`),
     '',
     '  --dev=IFNAME      host network device to attach to (alias --arg-dev; QEMU\'s',
     '                    --br=NAME is used when --dev is absent)',
+    '  --network=NAME    a network defined in the policy: its device and mode',
   ];
   if (pools) {
     lines.push(
       '  --pool=IF1,...    take the first listed device that has no macvtap on it',
+      '  --pool=@NAME      the same, for a pool defined in the policy',
       '  --pf=IFNAME       take the first free SR-IOV virtual function of IFNAME',
     );
   }
   if (program.modes.length > 1) lines.push(`  --mode=MODE       ${modes} (default ${program.modes[0]})`);
-  else lines.push(`                    (the macvtap is made in ${program.modes[0]} mode)`);
+  else lines.push(`  --mode=${program.modes[0]}${' '.repeat(Math.max(1, 11 - program.modes[0].length))}the only mode, and the default: the macvtap is made in ${program.modes[0]} mode`);
   lines.push(
     program.modes[0] === 'passthru'
       ? '  --mac=MAC         set this MAC on the device (default: keep its own); the\n                    device gets its own MAC back when the macvtap is deleted'
@@ -52,14 +54,33 @@ export function usage(program: HelperProgram): string {
     '  --list            the helper links in this network namespace: owner, state, age',
     '  --release=IFNAME  delete one of them (its owner or root)',
     '  --gc              delete every stale one the caller may delete',
+    '',
+    'Who may use what is decided by /etc/qemu/net-helper.conf (net-helper.conf(5));',
+    'root may do anything. Every decision is logged to syslog (authpriv).',
+    '  --check-config    check the policy file and summarise it',
+    '  --config=PATH     another policy file (refused when installed with privileges)',
     '  --help, --version',
     '',
     `With QEMU:  -netdev tap,id=n0,helper="${program.name} --dev=eth0 --mac=52:54:00:12:34:56"`,
     '            -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56',
-    'Until the policy file exists, only root may run it. Exit status: 0 success,',
-    '1 failure (nothing is left behind), 2 bad command line.',
+    'Exit status: 0 success, 1 failure or refusal (nothing is left behind),',
+    '2 bad command line.',
     'DEBUG=qemu-net-helper:* traces each step on stderr.',
     '',
   );
   return lines.join('\n');
+}
+
+/** Word-wraps text at 78 columns. */
+function wrap(text: string, width = 78): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(line);
+  return lines;
 }

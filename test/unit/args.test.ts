@@ -3,7 +3,8 @@
 import t from 'tap';
 import { parseDecimal, parseOptions, type OptionSpec } from '../../lib/args.ts';
 import { UsageError } from '../../lib/errors.ts';
-import { outputSocketFromArgv, parseHelperArgs } from '../../lib/helper/options.ts';
+import { optionSpecs, outputSocketFromArgv, parseHelperArgs } from '../../lib/helper/options.ts';
+import { usage } from '../../lib/helper/usage.ts';
 import { BRIDGE_HELPER, PASSTHROUGH_HELPER, VEPA_HELPER } from '../../lib/helper/programs.ts';
 
 const specs: OptionSpec[] = [
@@ -141,5 +142,16 @@ t.test('queues, vhost and the passthrough targets', async (t) => {
   for (const [program, argv, message] of bad) {
     const err = usageError(() => parseHelperArgs(program, argv));
     t.match(`${err.message}; ${err.fix}`, message, JSON.stringify(argv));
+  }
+});
+
+t.test('--help names every option the program accepts, and nothing stale', async (t) => {
+  for (const program of [VEPA_HELPER, BRIDGE_HELPER, PASSTHROUGH_HELPER]) {
+    const text = usage(program);
+    for (const spec of optionSpecs(program)) {
+      t.ok(text.includes(`--${spec.name}`), `${program.name} --help mentions --${spec.name}`);
+    }
+    t.notMatch(text, /only root may/, 'no pre-policy wording');
+    t.ok(text.split('\n').every((l) => l.length <= 110), 'lines fit a terminal');
   }
 });
