@@ -7,7 +7,7 @@ import type { HelperProgram } from './programs.ts';
 export function usage(program: HelperProgram): string {
   const modes = program.modes.join('|');
   const pools = program.targets.includes('pool');
-  const target = pools ? '(--dev=IFNAME | --network=NAME | --pool=IF1,... | --pool=@NAME | --pf=IFNAME)' : '(--dev=IFNAME | --network=NAME)';
+  const target = pools ? '(--dev=IFNAME | --network=NAME |\n         --pool=IF1,IF2,... | --pool=@NAME | --pf=IFNAME)' : '(--dev=IFNAME | --network=NAME)';
   const modeLine = program.modes.length > 1 ? ` [--mode=${modes}]` : '';
   const lines = [
     `Usage: ${program.name} ${target}`,
