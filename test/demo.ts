@@ -66,8 +66,10 @@ async function main(): Promise<number> {
     if (/PING|bytes from|packets transmitted|QNH-GUEST-RESULT/.test(line)) process.stdout.write(`   guest: ${line.trim()}\n`);
   }
 
-  step('The macvtap the helper made (it outlives QEMU until it is deleted)');
-  process.stdout.write(run(['ip', '-n', host, '-d', '-br', 'link', 'show', 'type', 'macvtap']));
+  step('The macvtap outlives QEMU, but it is tagged with its owner (QEMU, now gone): stale, and --gc removes it');
+  process.stdout.write(run(['ip', 'netns', 'exec', host, ...VEPA, '--list']));
+  process.stdout.write(run(['ip', 'netns', 'exec', host, ...VEPA, '--gc']));
+  process.stdout.write(run(['ip', '-n', host, '-br', 'link', 'show', 'type', 'macvtap']) || '(no macvtap left)\n');
 
   step(result.pingOk ? `Result: the guest reached its peer through the macvtap (${(result.resultMs / 1000).toFixed(1)} s from QEMU start)` : 'Result: the guest could NOT reach its peer');
   return result.pingOk ? 0 : 1;
