@@ -80,7 +80,7 @@ t.test('a helper built with a trusted koffi path', async (t) => {
   await t.test('the program runs, with koffi dlopened from the compiled-in path', async (t) => {
     const r = run([built.path, '--help']);
     t.equal(r.status, 0, r.stderr);
-    t.match(r.stdout, /^Usage: qemu-net-helper-vepa --dev=IFNAME/);
+    t.match(r.stdout, /^Usage: qemu-net-helper-vepa \(--dev=IFNAME \| --network=NAME\)/);
   });
 
   await t.test('and makes a macvtap for real', async (t) => {
