@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { buildAll, type PackageBuild } from '../../packaging/build.ts';
 import { CONFFILE, HELPER_CAPS, LIBDIR, LIBEXEC, PACKAGE, buildDeb, installPath, isPrivilegedHelper } from '../../packaging/deb.ts';
+import { callHelper } from '../../lib/client.ts';
 import { buildGuestImage, guestQemuArgs, QEMU_BINARY, runGuest } from '../support/guest.ts';
 import { addVethPair, createNetns, hostAndPeer } from '../support/netns.ts';
 import { IS_CI, privilegedSkipReason } from '../support/privileged.ts';
@@ -245,6 +246,36 @@ else if (already) {
       rmSync(CONFFILE);
       renameSync(real, CONFFILE);
       t.same(ns.macvtaps(), [], 'nothing was ever created');
+    });
+
+    await t.test("installed setuid root instead (postinst's fallback): the drop to the caller's ids works in a multi-threaded Node", async (t) => {
+      const path = `${LIBEXEC}/qemu-net-helper-vepa`;
+      t.teardown(() => {
+        chmodSync(path, 0o755);
+        sh(['setcap', HELPER_CAPS, path]);
+      });
+      t.equal(sh(['setcap', '-r', path]).status, 0);
+      chmodSync(path, 0o4755);
+      t.equal(sh(['getcap', path]).stdout.trim(), '', 'no file capabilities left');
+      const ns = createNetns(t, 'debsuid');
+      addVethPair(ns);
+      const original = readFileSync(CONFFILE, 'utf8');
+      t.teardown(() => writeFileSync(CONFFILE, original, { mode: 0o644 }));
+      writeFileSync(CONFFILE, `allow user nobody dev v0 netns ${ns.name}\n`, { mode: 0o644 });
+
+      // --probe prints only after the drop, and the drop verifies itself (ids, capabilities, setresuid(0) refused).
+      const probe = sh([...ns.exec, ...NOBODY, path, '--dev=v0', '--probe', '--json'], CLEAN_ENV);
+      t.equal(probe.status, 0, probe.stderr);
+      t.match(JSON.parse(probe.stdout), { lower: 'v0', mode: 'vepa' });
+      // The record protocol, for real: the link is tagged with the caller's uid.
+      const r = await callHelper({ command: [...ns.exec, ...NOBODY, path], args: ['--dev=v0'], env: CLEAN_ENV, timeoutMs: 30_000 });
+      t.teardown(() => r.close());
+      t.match(ns.link(r.record.ifname)?.ifalias, /uid=65534 /);
+      const refused = sh([...ns.exec, 'setpriv', '--reuid=65533', '--regid=65533', '--clear-groups', path, '--dev=v0', '--probe'], CLEAN_ENV);
+      t.equal(refused.status, 1);
+      t.match(refused.stderr, /no rule in the policy allows uid 65533/);
+      const list = sh([...ns.exec, ...NOBODY, path, '--list', '--json'], CLEAN_ENV);
+      t.same(JSON.parse(list.stdout).map((row: { uid: number }) => row.uid), [65534], '--list works setuid too, for the caller\'s own link');
     });
 
     await t.test('purge leaves nothing the package installed', async (t) => {
