@@ -121,6 +121,29 @@ export const PROC_NET_INIT_INO = 0xeffffff9n;
 
 // <poll.h>
 export const POLLIN = 0x001;
+export const POLLERR = 0x008;
+export const POLLHUP = 0x010;
+export const POLLRDHUP = 0x2000;
+
+// <signal.h>
+export const SIGPIPE = 13;
+export const SIGUSR1 = 10;
+export const SIGXFSZ = 25;
+export const SIG_DFL = 0;
+export const SIG_IGN = 1;
+export const SIG_ERR = -1;
+export const SIG_SETMASK = 2;
+export const SIGSET_BYTES = 128; // glibc's sigset_t
+
+// <sys/auxv.h>, <sys/prctl.h>, <linux/capability.h>
+export const AT_SECURE = 23;
+export const PR_SET_NO_NEW_PRIVS = 38;
+export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+
+// <linux/close_range.h>
+export const CLOSE_RANGE_CLOEXEC = 1 << 2;
 
 // <sys/socket.h>
 export const AF_UNIX = 1;
@@ -159,12 +182,16 @@ export const O_CLOEXEC = 0o2000000;
 export const F_GETFD = 1;
 export const F_SETFD = 2;
 export const F_GETFL = 3;
+export const F_SETFL = 4;
 export const FD_CLOEXEC = 1;
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;
 export const S_IFREG = 0o100000;
 export const S_IFDIR = 0o040000;
 export const S_IFCHR = 0o020000;
+export const S_ISVTX = 0o1000;
+export const S_IWGRP = 0o020;
+export const S_IWOTH = 0o002;
 
 // <linux/kdev_t.h> (the glibc encoding of dev_t, as in gnu_dev_makedev)
 export function makedev(major: number, minor: number): bigint {

@@ -22,6 +22,7 @@ import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
 import { isSea } from 'node:sea';
 import type koffiModule from 'koffi';
+import { S_IFDIR, S_IFMT, S_IFREG, S_IWGRP, S_IWOTH } from './constants.ts';
 import { HelperError } from './errors.ts';
 
 export type Koffi = typeof koffiModule;
@@ -37,11 +38,6 @@ export const KOFFI_NATIVE_PATH: string | undefined = typeof QNH_KOFFI_NATIVE_PAT
 /** The koffi version the bundle was built against; the native module must report the same. */
 const KOFFI_VERSION: string | undefined = typeof QNH_KOFFI_VERSION === 'string' ? QNH_KOFFI_VERSION : undefined;
 
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IWGRP = 0o020;
-const S_IWOTH = 0o002;
 /** Components of a path we accept: a normalised absolute path, no '.', '..' or empty parts. */
 const MAX_COMPONENTS = 64;
 

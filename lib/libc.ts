@@ -10,6 +10,9 @@
 // below keeps its Buffers referenced for the duration of the call.
 
 import { constants as osConstants } from 'node:os';
+import {
+  CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_GETFD, F_SETFD, LINUX_CAPABILITY_VERSION_3, SIGSET_BYTES, SIG_DFL, SIG_ERR, SIG_IGN, SIG_SETMASK,
+} from './constants.ts';
 import koffi from './koffi-loader.ts';
 
 const libc = koffi.load('libc.so.6');
@@ -322,8 +325,6 @@ export function prctl(option: number, a2 = 0, a3 = 0, a4 = 0, a5 = 0): number {
   return check('prctl', c.prctl(option, 'unsigned long', a2, 'unsigned long', a3, 'unsigned long', a4, 'unsigned long', a5));
 }
 
-const SIG_IGN = 1;
-const SIG_ERR = -1;
 
 /** Sets a signal's disposition to "ignore" (process-wide). */
 export function ignoreSignal(signum: number): void {
@@ -368,7 +369,6 @@ export function userNameOf(uid: number): string | undefined {
   return pw.buf.toString('utf8', offset, end < 0 ? pw.buf.length : end);
 }
 
-const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 
 /** capset(2) on the calling thread only: the kernel's capability sets are per thread. */
 export const capsetBinding = {
@@ -383,13 +383,6 @@ export const capsetBinding = {
 // ---------------------------------------------------------------------------
 // Replacing the process with another program (qemu-net-launch becomes QEMU).
 
-const F_GETFD = 1;
-const F_SETFD = 2;
-const FD_CLOEXEC = 1;
-const CLOSE_RANGE_CLOEXEC = 1 << 2;
-const SIG_SETMASK = 2;
-const SIG_DFL = 0;
-const SIGSET_BYTES = 128; // glibc's sigset_t
 
 const execCalls = {
   execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),

@@ -9,14 +9,9 @@
 // where nothing else can do the job (see docs/security.md).
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { AT_SECURE, F_GETFD, O_RDWR, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_SET_NO_NEW_PRIVS, SIGUSR1 } from './constants.ts';
 import * as libc from './libc.ts';
 
-const AT_SECURE = 23;
-const PR_SET_NO_NEW_PRIVS = 38;
-const PR_CAP_AMBIENT = 47;
-const PR_CAP_AMBIENT_CLEAR_ALL = 4;
-const SIGUSR1 = 10;
-const F_GETFD = 1;
 
 /** Whether this run has privileges the caller does not: setuid/setgid or file capabilities (the kernel sets AT_SECURE for both). */
 export function isPrivilegedRun(): boolean {
@@ -35,7 +30,7 @@ export function hardenWithLibc(): void {
     try {
       libc.fcntl(fd, F_GETFD);
     } catch {
-      const opened = libc.open('/dev/null', 2 /* O_RDWR */);
+      const opened = libc.open('/dev/null', O_RDWR);
       if (opened !== fd) throw new Error(`fd ${fd} was closed and could not be reopened on /dev/null`);
     }
   }

@@ -7,7 +7,7 @@
 
 import {
   SOL_SOCKET, SCM_RIGHTS, CMSG_HDR_LEN, MSG_CTRUNC, MSG_TRUNC, MSG_CMSG_CLOEXEC, MSG_NOSIGNAL, SCM_MAX_FD,
-  AF_UNIX, SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN, SO_PEERCRED, S_IFMT, S_IFSOCK, SOCK_STREAM,
+  AF_UNIX, POLLERR, POLLHUP, POLLRDHUP, SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN, SO_PEERCRED, S_IFMT, S_IFSOCK, SOCK_STREAM,
 } from './constants.ts';
 import * as libc from './libc.ts';
 
@@ -142,7 +142,6 @@ export function checkUnixStreamSocket(fd: number): void {
 
 /** Whether the other end of a stream socket has closed (POLLHUP/POLLRDHUP/POLLERR), checked without waiting. */
 export function peerHasHungUp(fd: number): boolean {
-  const POLLERR = 0x008, POLLHUP = 0x010, POLLRDHUP = 0x2000;
   return (libc.pollOne(fd, POLLRDHUP, 0) & (POLLERR | POLLHUP | POLLRDHUP)) !== 0;
 }
 

@@ -14,13 +14,9 @@
 
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { HelperError } from '../errors.ts';
+import { F_GETFL, F_SETFL, O_NONBLOCK, SIGPIPE, SIGXFSZ } from '../constants.ts';
 import * as libc from '../libc.ts';
 
-const SIGPIPE = 13;
-const SIGXFSZ = 25;
-const F_GETFL = 3;
-const F_SETFL = 4;
-const O_NONBLOCK = 0o4000;
 const STDIO = [0, 1, 2] as const;
 
 /** The default search path of execvp(3) when PATH is unset. */

@@ -19,6 +19,7 @@ import { constants as osConstants } from 'node:os';
 import { callHelper, HelperCallError, type HelperResult } from '../client.ts';
 import { HelperError, UsageError, oneLine } from '../errors.ts';
 import * as libc from '../libc.ts';
+import { isPrivilegedRun } from '../privileges.ts';
 import { VERSION } from '../version.ts';
 import { execWithFds, resolveProgram } from './exec.ts';
 import { helperCommand, parseLaunchArgs, PROGRAM, shellLine, usage } from './options.ts';
@@ -29,7 +30,6 @@ export const EXIT_USAGE = 2;
 
 /** Bound on one helper run (it normally takes well under a second). */
 const HELPER_TIMEOUT_MS = 30_000;
-const AT_SECURE = 23;
 const INTERRUPTS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 interface Made {
@@ -92,14 +92,9 @@ function releaseAll(made: readonly Made[]): string[] {
   return problems;
 }
 
-/** Whether this process has privileges its caller does not (setuid, setgid, file capabilities). */
-function privileged(): boolean {
-  return libc.getauxval(AT_SECURE) !== 0 || libc.getuid() !== libc.geteuid() || libc.getgid() !== libc.getegid();
-}
-
 /** Runs the launcher. Returns an exit status, or does not return at all: the process has become QEMU. */
 export async function runLaunch(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  if (privileged()) {
+  if (isPrivilegedRun()) {
     err(failure(new HelperError('runs with privileges (setuid, setgid or file capabilities) and would hand them to any program it runs',
       'install it as a plain executable (mode 0755, no capabilities): the helpers do the privileged work')));
     return EXIT_FAILURE;

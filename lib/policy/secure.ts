@@ -4,6 +4,7 @@
 // (like /tmp): then nobody but root can rename or delete the root-owned entry
 // below it.
 
+import { S_ISVTX, S_IWGRP, S_IWOTH } from '../constants.ts';
 import type { FileInfo, PolicyFs } from './fs.ts';
 
 export interface PathProblem {
@@ -14,8 +15,6 @@ export interface PathProblem {
   ownership: boolean;
 }
 
-const S_ISVTX = 0o1000;
-
 function octal(mode: number): string {
   return mode.toString(8).padStart(4, '0');
 }
@@ -23,9 +22,9 @@ function octal(mode: number): string {
 /** Why root could not trust `info` (the file or directory at `path`), or undefined. */
 export function ownershipProblem(path: string, info: FileInfo): PathProblem | undefined {
   if (info.uid !== 0) return { path, message: `${path} is owned by uid ${info.uid}, not by root`, fix: `chown root ${path}`, ownership: true };
-  const writable = info.mode & 0o022;
+  const writable = info.mode & (S_IWGRP | S_IWOTH);
   if (writable === 0 || (info.type === 'dir' && (info.mode & S_ISVTX) !== 0)) return undefined;
-  const who = writable === 0o022 ? 'its group and by others' : writable === 0o020 ? 'its group' : 'others';
+  const who = writable === (S_IWGRP | S_IWOTH) ? 'its group and by others' : writable === S_IWGRP ? 'its group' : 'others';
   return { path, message: `${path} is writable by ${who} (mode ${octal(info.mode)})`, fix: `chmod go-w ${path}`, ownership: true };
 }
 
