@@ -12,9 +12,9 @@
 // deleted, as libvirt does by hand.
 
 import { logger } from '../log.ts';
-import { writeSync } from 'node:fs';
 import { HelperError } from '../errors.ts';
 import * as libc from '../libc.ts';
+import { writeErr } from '../output.ts';
 import { formatMac, generateMac } from '../mac.ts';
 import { MODE_VALUES } from '../modes.ts';
 import { addMacvtap, deleteLink, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
@@ -155,14 +155,6 @@ export function deleteLinkQuietly(nl: NetlinkSocket, link: Link): void {
     deleteLink(nl, link.index);
     debug('rolled back: deleted %s', link.name);
   } catch (err) {
-    writeStderr(`cannot delete ${link.name} (ifindex ${link.index}) after a failure: ${(err as Error).message}; delete it with 'ip link del ${link.name}'\n`);
-  }
-}
-
-function writeStderr(text: string): void {
-  try {
-    writeSync(2, text);
-  } catch {
-    // stderr is closed: the exit status still tells
+    writeErr(`cannot delete ${link.name} (ifindex ${link.index}) after a failure: ${(err as Error).message}; delete it with 'ip link del ${link.name}'\n`);
   }
 }

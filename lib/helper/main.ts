@@ -10,12 +10,12 @@
 // device) recognise as stale.
 
 import { logger } from '../log.ts';
-import { writeSync } from 'node:fs';
 import { audit, type Severity } from '../audit.ts';
 import { HelperError, UsageError, oneLine } from '../errors.ts';
 import * as libc from '../libc.ts';
-import { deleteLink, setLinkAlias, type Link } from '../netlink/link.ts';
+import { deleteLink, getLinkByIndex, setLinkAlias, type Link } from '../netlink/link.ts';
 import { NetlinkError, withNetlink, type NetlinkSocket } from '../netlink/socket.ts';
+import { writeErr, writeOut } from '../output.ts';
 import { encodeOwnerTag, markGroup } from '../owner.ts';
 import * as policy from '../policy/index.ts';
 import { callerIdentity, dropPrivileges, hardenWithLibc, isPrivilegedRun, type Identity } from '../privileges.ts';
@@ -69,27 +69,6 @@ interface RunState {
   replySent: boolean;
   /** The decision's audit line, once there is one; the outcome is appended when the run ends. */
   auditLine: string | undefined;
-}
-
-/**
- * Writes to stdout or stderr synchronously, so that a closed or unwritable
- * stream is an ordinary error here and not an 'error' event that crashes
- * the process later.
- */
-function writeOut(text: string): void {
-  try {
-    writeSync(1, text);
-  } catch (err) {
-    throw new HelperError(`cannot write to standard output: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'run the helper with a writable standard output');
-  }
-}
-
-function writeErr(text: string): void {
-  try {
-    writeSync(2, text);
-  } catch {
-    // Nowhere left to say it; the exit status still does.
-  }
 }
 
 /** Runs a helper to completion and returns its exit status. Never throws. */
@@ -271,8 +250,9 @@ function createAndHandOver(nl: NetlinkSocket, state: RunState, auth: Authorizati
       queues.close();
     }
   } catch (err) {
-    if (privileged || caller.uid === 0) deleteLinkQuietly(nl, link);
+    // Explained before the rollback, which would make any link look vanished.
     const explained = explainVanished(err, nl, link);
+    if (privileged || caller.uid === 0) deleteLinkQuietly(nl, link);
     auditOutcome(state, 'warning', `ifname=${link.name} outcome=failed error=${JSON.stringify((explained as Error).message ?? String(explained))}`);
     if (!privileged && caller.uid !== 0) {
       // Without privileges the link cannot be deleted here; its owner tag makes it stale for --gc.
@@ -331,7 +311,7 @@ function explainVanished(err: unknown, nl: NetlinkSocket, link: Link): unknown {
   if (!gone) return err;
   let exists = true;
   try {
-    exists = listHelperLinks(nl).some((hl) => hl.link.index === link.index);
+    exists = getLinkByIndex(nl, link.index)?.name === link.name;
   } catch {
     // keep the original error
   }
