@@ -3,7 +3,6 @@
 // fault seam in test/support/helper-with-seams.ts).
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { STEPS } from '../../lib/helper/main.ts';
@@ -11,28 +10,12 @@ import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO, seamedHelper, VEPA, PASSTHROUGH } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
+import { waitStopped } from '../support/process.ts';
 
 const skip = privilegedSkipReason(['ip']);
 if (skip) t.plan(0, skip);
 else {
   const list = listHelperLinks;
-
-  /** Waits (bounded) until `pid` is stopped (state T). */
-  async function waitStopped(pid: number, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      let state = '';
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-        state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      } catch {
-        throw new Error(`process ${pid} exited instead of stopping`);
-      }
-      if (state === 'T') return;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    throw new Error(`process ${pid} did not stop within ${timeoutMs} ms`);
-  }
 
   t.test('the tag names the owner: the process at the other end of the socket', async (t) => {
     const ns = createNetns(t, 'tag');

@@ -7,12 +7,13 @@
 // refused in a privileged run (that refusal is tested too).
 
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { waitStopped } from '../support/process.ts';
 
 const skip = privilegedSkipReason(['ip', 'setcap', 'setpriv']);
 if (skip) t.plan(0, skip);
@@ -210,13 +211,7 @@ else {
       const seamAt = argv.indexOf('--');
       argv.splice(seamAt, 0, `--seam-fault=${step}:stop`);
       const call = callHelper({ command: argv, args: [], timeoutMs: 30_000, onSpawn: (p) => { pid = p; } });
-      const deadline = Date.now() + 20_000;
-      // Wait (bounded) for the helper to stop itself at the step.
-      while (Date.now() < deadline) {
-        const stat = (() => { try { return readFileSync(`/proc/${pid}/stat`, 'latin1'); } catch { return ''; } })();
-        if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T') break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await waitStopped(pid);
       process.kill(pid, 'SIGTERM');
       process.kill(pid, 'SIGCONT');
       const r = await call;

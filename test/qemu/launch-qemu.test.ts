@@ -14,6 +14,7 @@ import { decodeOwnerTag } from '../../lib/owner.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { processState } from '../support/process.ts';
 import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
 import { QEMU } from '../support/qemu.ts';
 
@@ -252,8 +253,7 @@ else {
     const helper = await waitFor('the first helper to stop', () => {
       for (const task of readdirSync(`/proc/${pid}/task`)) {
         for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'latin1').trim().split(' ').filter(Boolean)) {
-          const stat = readFileSync(`/proc/${child}/stat`, 'latin1');
-          if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T') return Number(child);
+          if (processState(Number(child)) === 'T') return Number(child);
         }
       }
       return undefined;
