@@ -37,7 +37,3 @@ export function checkIfname(option: string, name: string, opts: { template?: boo
   }
   return name;
 }
-
-export function isTemplate(name: string): boolean {
-  return name.includes('%d');
-}

@@ -18,7 +18,6 @@ import { writeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { callHelper, HelperCallError, type HelperResult } from '../client.ts';
 import { HelperError, UsageError, oneLine } from '../errors.ts';
-import * as libc from '../libc.ts';
 import { isPrivilegedRun } from '../privileges.ts';
 import { VERSION } from '../version.ts';
 import { execWithFds, resolveProgram } from './exec.ts';

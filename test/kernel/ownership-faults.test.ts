@@ -6,7 +6,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { STEPS } from '../../lib/helper/main.ts';
-import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
+import { addVethPair, createNetns } from '../support/netns.ts';
 import { REPO, seamedHelper, VEPA, PASSTHROUGH } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
