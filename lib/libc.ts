@@ -21,6 +21,7 @@ const errnoNames = new Map<number, string>();
 for (const [name, value] of Object.entries(osConstants.errno)) {
   if (!errnoNames.has(value)) errnoNames.set(value, name);
 }
+const EINTR = osConstants.errno.EINTR;
 
 /** A failed system call: `call` failed with `errno` (`code` is its name, e.g. ENOENT). */
 export class SysError extends Error {
@@ -52,6 +53,24 @@ export function errnoName(errno: number): string {
 function check(call: string, result: number | bigint, detail?: string): number {
   if (Number(result) < 0) throw new SysError(call, koffi.errno(), detail);
   return Number(result);
+}
+
+/**
+ * How often a call interrupted by a signal (EINTR) is repeated. A signal
+ * with a handler interrupts a blocking call even with SA_RESTART (poll is
+ * never restarted); Node installs such handlers (the profiler's SIGPROF, for
+ * one). Bounded, so that a signal storm ends in an error, not a hang.
+ */
+const EINTR_RETRIES = 100;
+
+/** check() for a call that may be interrupted: repeats it on EINTR. Never for close(2). */
+function checkRestarting(call: string, invoke: () => number | bigint, detail?: string): number {
+  for (let attempt = 0; ; attempt++) {
+    const result = invoke();
+    if (Number(result) >= 0) return Number(result);
+    const errno = koffi.errno();
+    if (errno !== EINTR || attempt >= EINTR_RETRIES) throw new SysError(call, errno, detail);
+  }
 }
 
 const c = {
@@ -142,13 +161,13 @@ export function setsockoptInt(fd: number, level: number, name: number, value: nu
 }
 
 export function sendto(fd: number, data: Buffer, flags: number, addr: Buffer | null): number {
-  return check('sendto', c.sendto(fd, data, data.length, flags, addr, addr ? addr.length : 0));
+  return checkRestarting('sendto', () => c.sendto(fd, data, data.length, flags, addr, addr ? addr.length : 0));
 }
 
 /** Receives into `buf`; returns the datagram's length (which exceeds buf.length when MSG_TRUNC is passed and it was cut). */
 export function recvfrom(fd: number, buf: Buffer, flags: number, addr: Buffer | null): { length: number; addrLength: number } {
   const addrLength = [addr ? addr.length : 0];
-  const length = check('recvfrom', c.recvfrom(fd, buf, buf.length, flags, addr, addr ? addrLength : null));
+  const length = checkRestarting('recvfrom', () => c.recvfrom(fd, buf, buf.length, flags, addr, addr ? addrLength : null));
   return { length, addrLength: addrLength[0]! };
 }
 
@@ -175,7 +194,7 @@ function buildMsghdr(iov: Buffer, data: Buffer, control: Buffer | null): Buffer 
 export function sendmsg(fd: number, data: Buffer, control: Buffer | null, flags: number): number {
   const iov = Buffer.alloc(IOVEC_SIZE);
   const msg = buildMsghdr(iov, data, control);
-  const n = check('sendmsg', c.sendmsg(fd, msg, flags));
+  const n = checkRestarting('sendmsg', () => c.sendmsg(fd, msg, flags));
   keepAlive(iov, data, control);
   return n;
 }
@@ -184,7 +203,7 @@ export function sendmsg(fd: number, data: Buffer, control: Buffer | null, flags:
 export function recvmsg(fd: number, data: Buffer, control: Buffer, flags: number): { length: number; controlLength: number; msgFlags: number } {
   const iov = Buffer.alloc(IOVEC_SIZE);
   const msg = buildMsghdr(iov, data, control);
-  const length = check('recvmsg', c.recvmsg(fd, msg, flags));
+  const length = checkRestarting('recvmsg', () => c.recvmsg(fd, msg, flags));
   keepAlive(iov, data, control);
   return { length, controlLength: Number(msg.readBigUInt64LE(40)), msgFlags: msg.readInt32LE(48) };
 }
@@ -197,7 +216,7 @@ function keepAlive(...buffers: (Buffer | null)[]): void {
 
 /** open(2). Never pass O_CREAT for device nodes: see lib/tap.ts. */
 export function open(path: string, flags: number, mode = 0): number {
-  return check('open', c.open(path, flags, 'uint32_t', mode), path);
+  return checkRestarting('open', () => c.open(path, flags, 'uint32_t', mode), path);
 }
 
 export function close(fd: number): void {
@@ -221,12 +240,15 @@ export function ioctlInt(fd: number, request: number, arg: number, name: string)
   return check(`ioctl(${name})`, c.ioctl(fd, request, 'unsigned long', arg));
 }
 
-/** poll(2) on one fd; returns the revents (0 on timeout). */
+/** poll(2) on one fd; returns the revents (0 on timeout). A negative timeout waits for ever. */
 export function pollOne(fd: number, events: number, timeoutMs: number): number {
   const pfd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
   pfd.writeInt32LE(fd, 0);
   pfd.writeInt16LE(events, 4);
-  const n = check('poll', c.poll(pfd, 1, timeoutMs));
+  // Restarted after a signal with what is left of the timeout, not all of it.
+  const deadline = performance.now() + timeoutMs;
+  const remaining = () => (timeoutMs < 0 ? -1 : Math.max(0, Math.ceil(deadline - performance.now())));
+  const n = checkRestarting('poll', () => c.poll(pfd, 1, remaining()));
   return n === 0 ? 0 : pfd.readInt16LE(6);
 }
 
