@@ -1,6 +1,6 @@
 // qemu-net-helper-vepa: see lib/helper/programs.ts. Entry point only: everything lives in lib/.
 import '../lib/harden.ts'; // first: see lib/harden.ts
-import { runHelper } from '../lib/helper/main.ts';
+import { runHelperAndExit } from '../lib/helper/main.ts';
 import { VEPA_HELPER } from '../lib/helper/programs.ts';
 
-process.exitCode = runHelper(VEPA_HELPER, process.argv.slice(2));
+runHelperAndExit(VEPA_HELPER, process.argv.slice(2));

@@ -3,13 +3,17 @@
 // the npm registry, fully offline:
 //
 //   1. esbuild bundles packaging/sea-entry.cjs + the program into one
-//      CommonJS script (what a Node 24 SEA main must be);
-//   2. `node --experimental-sea-config` turns it into a blob (with V8's code
-//      cache, execArgv ["--disable-sigusr1"], execArgvExtension "none");
-//   3. postject injects the blob into a copy of the node binary;
-//   4. the result is verified: not byte-identical to node, carries the blob
-//      and the flipped fuse, runs --version, and reports --disable-sigusr1
-//      among its node options. Anything unverifiable fails the build.
+//      CommonJS script, wrapped in a function (program.js);
+//   2. packaging/code-cache.cjs makes V8's code cache of every function in
+//      it (program.cache);
+//   3. `node --experimental-sea-config` makes the blob: packaging/sea-main.cjs
+//      as the main script, program.js and program.cache as assets,
+//      execArgv ["--disable-sigusr1"], execArgvExtension "none";
+//   4. postject injects the blob into a copy of the node binary;
+//   5. the result is verified: not byte-identical to node, carries the blob
+//      and the flipped fuse, runs --version, reports --disable-sigusr1
+//      among its node options and that V8 accepted the code cache.
+//      Anything unverifiable fails the build.
 //
 // koffi's native module is copied to dist/sea/koffi.node; the executables
 // load it from LIBDIR/koffi.node (default /usr/lib/qemu-net-helper), which
@@ -45,13 +49,13 @@ export interface BuildOptions {
   koffiPath: string;
   /** Where the executables go. */
   outDir: string;
-  /** Use V8's code cache in the blob (default; measured: about 1 ms at best, see BENCHMARKS.md). */
+  /** Ship V8's code cache of every function (default; see packaging/sea-main.cjs and BENCHMARKS.md). */
   codeCache?: boolean;
   /** More node options after SEA_EXEC_ARGV (for experiments; the helpers use none). */
   extraExecArgv?: string[];
   /** Minify the bundle. */
   minify?: boolean;
-  /** Node/V8 options for generating the blob (they must match extraExecArgv for V8 to accept the code cache). */
+  /** Node/V8 options for making the code cache (V8 options must match extraExecArgv for V8 to accept it). */
   blobArgs?: string[];
   log?: (line: string) => void;
 }
@@ -173,7 +177,7 @@ function sha256(buf: Buffer): string {
  * Checks a built executable; throws BuildError with what is wrong. Exported
  * for tests and for the benchmark's floor.
  */
-export function verifyExecutable(path: string, name: string, node: { path: string; version: string }, blob: Buffer, expect: { koffiPath: string; version?: string }): void {
+export function verifyExecutable(path: string, name: string, node: { path: string; version: string }, blob: Buffer, expect: { koffiPath: string; version?: string; codeCache?: 'accepted' | 'none' }): void {
   const exe = readFileSync(path);
   const nodeBytes = readFileSync(node.path);
   if (exe.length === nodeBytes.length && sha256(exe) === sha256(nodeBytes)) throw new BuildError(`${path} is byte-identical to the node binary: nothing was injected`);
@@ -181,12 +185,15 @@ export function verifyExecutable(path: string, name: string, node: { path: strin
   if (blob.length === 0 || exe.indexOf(blob) < 0) throw new BuildError(`${path} does not contain the SEA blob`);
   const out = run([path, '--version'], `${path} --version`).stdout.split('\n');
   if (expect.version !== undefined && out[0] !== `${name} ${expect.version}`) throw new BuildError(`${path} --version printed ${JSON.stringify(out[0])}, expected "${name} ${expect.version}"`);
-  const m = /^runtime: Node (v[\d.]+) single executable; node options: (.*); koffi \S+ from (\S+)$/.exec(out[1] ?? '');
+  const m = /^runtime: Node (v[\d.]+) single executable; node options: (.*); koffi \S+ from (\S+); code cache (\S+)$/.exec(out[1] ?? '');
   if (!m) throw new BuildError(`${path} --version did not describe its runtime: ${JSON.stringify(out[1])}`);
   if (m[1] !== `v${node.version}`) throw new BuildError(`${path} runs Node ${m[1]}, not the pinned v${node.version}`);
   const execArgv = m[2]!.split(' ');
   for (const opt of SEA_EXEC_ARGV) if (!execArgv.includes(opt)) throw new BuildError(`${path} runs without ${opt} (node options: ${m[2]})`);
   if (m[3] !== expect.koffiPath) throw new BuildError(`${path} loads koffi from ${m[3]}, not ${expect.koffiPath}`);
+  if (expect.codeCache !== undefined && m[4] !== expect.codeCache) {
+    throw new BuildError(`${path}: V8's code cache is ${m[4]}, expected ${expect.codeCache} (made by a node with other V8 flags than the executable's?)`);
+  }
 }
 
 /** Builds one program (an entry .ts file) into outDir/NAME. */
@@ -196,25 +203,37 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
   const node = pinnedNode();
   const work = mkdtempSync(join(tmpdir(), `qnh-sea-${name}-`));
   try {
-    const main = join(work, 'main.cjs');
+    const bundled = join(work, 'bundle.cjs');
+    const program = join(work, 'program.js');
+    const cache = join(work, 'program.cache');
+    const main = join(work, 'sea-main.cjs');
     const blobPath = join(work, 'sea.blob');
     const exe = join(work, name);
-    const packages = await bundle(entry, name, opts.koffiPath, opts.libexecDir ?? '/usr/libexec', main, opts.minify);
+    const codeCache = opts.codeCache ?? true;
+    const packages = await bundle(entry, name, opts.koffiPath, opts.libexecDir ?? '/usr/libexec', bundled, opts.minify);
+    // The parameters are what packaging/sea-main.cjs passes: CommonJS's five
+    // and whether V8 took the code cache (sea-entry.cjs reports it).
+    writeFileSync(program, `(function (exports, require, module, __filename, __dirname, QNH_CODE_CACHE) {\n${readFileSync(bundled, 'utf8')}\n})`);
+    const scriptName = `${name}.js`;
+    if (codeCache) run([node.path, ...(opts.blobArgs ?? []), join(REPO, 'packaging/code-cache.cjs'), program, scriptName, cache], `${name}: code cache`);
+    writeFileSync(main, readFileSync(join(REPO, 'packaging/sea-main.cjs'), 'utf8').replace('QNH_SCRIPT_NAME', JSON.stringify(scriptName)));
     writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
       main,
       output: blobPath,
       disableExperimentalSEAWarning: true,
       useSnapshot: false,
-      useCodeCache: opts.codeCache ?? true,
+      // The main script is a dozen lines; the program has its own cache.
+      useCodeCache: false,
+      assets: codeCache ? { 'program.js': program, 'program.cache': cache } : { 'program.js': program },
       execArgv: [...SEA_EXEC_ARGV, ...(opts.extraExecArgv ?? [])],
       execArgvExtension: 'none',
     }, null, 2));
-    run([node.path, ...(opts.blobArgs ?? []), '--experimental-sea-config', join(work, 'sea-config.json')], `${name}: node --experimental-sea-config`);
+    run([node.path, '--experimental-sea-config', join(work, 'sea-config.json')], `${name}: node --experimental-sea-config`);
     const blob = readFileSync(blobPath);
     copyFileSync(node.path, exe);
     chmodSync(exe, 0o755);
     run([node.path, join(REPO, 'node_modules/postject/dist/cli.js'), exe, SEA_RESOURCE, blobPath, '--sentinel-fuse', SEA_FUSE], `${name}: postject`);
-    verifyExecutable(exe, name, node, blob, { koffiPath: opts.koffiPath, version: readVersion() });
+    verifyExecutable(exe, name, node, blob, { koffiPath: opts.koffiPath, version: readVersion(), codeCache: codeCache ? 'accepted' : 'none' });
     mkdirSync(opts.outDir, { recursive: true });
     const dest = join(opts.outDir, name);
     // Copied, not renamed (tmpdir may be another file system); written to a

@@ -1,7 +1,9 @@
 'use strict';
-// The first code a single executable runs (packaging/build.ts bundles it
-// with one program: QNH_PROGRAM, QNH_KOFFI_* are replaced at build time,
-// and require('qnh:program') is that program's entry file).
+// The first code of the program in a single executable (packaging/build.ts
+// bundles it with one program: QNH_PROGRAM, QNH_KOFFI_* are replaced at build
+// time, and require('qnh:program') is that program's entry file). Before it,
+// packaging/sea-main.cjs has only compiled the bundle; QNH_CODE_CACHE is a
+// parameter it passes: whether V8 accepted the code cache.
 //
 // The installed helpers run with file capabilities or setuid root, so the
 // kernel sets AT_SECURE: Node then ignores NODE_OPTIONS (and the SEA config
@@ -14,8 +16,9 @@
 // SIGUSR1 (which would open the inspector) is handled by the SEA config's
 // "execArgv": ["--disable-sigusr1"]; we refuse to run without it.
 
-const v8 = require('node:v8');
-v8.stopCoverage();
+// Only when the variable is set: node:v8 costs 3 ms to load (lib/harden.ts,
+// stopCoverageIfStarted, says why that is enough).
+if (process.env.NODE_V8_COVERAGE !== undefined) require('node:v8').stopCoverage();
 
 const { isSea } = require('node:sea');
 const { oneLine } = require('../lib/errors.ts');
@@ -38,7 +41,7 @@ if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
     // build can verify an executable before koffi.node is installed. The
     // first line is exactly what the program itself prints for --version.
     process.stdout.write(`${PROGRAM} ${VERSION}\n`);
-    process.stdout.write(`runtime: Node ${process.version} single executable; node options: ${process.execArgv.join(' ')}; koffi ${QNH_KOFFI_VERSION} from ${QNH_KOFFI_NATIVE_PATH}\n`);
+    process.stdout.write(`runtime: Node ${process.version} single executable; node options: ${process.execArgv.join(' ')}; koffi ${QNH_KOFFI_VERSION} from ${QNH_KOFFI_NATIVE_PATH}; code cache ${QNH_CODE_CACHE}\n`);
   } else {
     try {
       require('qnh:program');

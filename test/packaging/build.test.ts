@@ -56,7 +56,7 @@ t.test('a helper built with a trusted koffi path', async (t) => {
   t.equal(version.status, 0);
   const [first, second] = version.stdout.split('\n');
   t.match(first, /^qemu-net-helper-vepa \d+\.\d+\.\d+$/, 'the first line is what the program prints');
-  t.equal(second, `runtime: Node v${pinnedNode().version} single executable; node options: --disable-sigusr1; koffi ${JSON.parse(readFileSync(join(REPO, 'node_modules/koffi/package.json'), 'utf8')).version} from ${koffiPath}`);
+  t.equal(second, `runtime: Node v${pinnedNode().version} single executable; node options: --disable-sigusr1; koffi ${JSON.parse(readFileSync(join(REPO, 'node_modules/koffi/package.json'), 'utf8')).version} from ${koffiPath}; code cache accepted`);
 
   await t.test('the caller cannot add node options or make it write coverage files', async (t) => {
     const cov = join(work, 'coverage');
@@ -117,4 +117,15 @@ t.test('the build refuses what it cannot verify', async (t) => {
   t.throws(() => verifyExecutable(exe, 'qemu-net-helper-vepa', node, Buffer.from('a blob that was never injected'), { koffiPath: REPO_KOFFI }),
     /does not contain the SEA blob/);
   t.throws(() => verifyExecutable(exe, 'qemu-net-helper-vepa', node, Buffer.alloc(0), { koffiPath: REPO_KOFFI }), /does not contain the SEA blob/);
+});
+
+// packaging/code-cache.cjs makes the cache; V8 takes it only if it was made
+// under the executable's V8 flags. Made under another flag, V8 rejects it at
+// run time (the program still runs, only slower), and the build must say so.
+t.test('a code cache that V8 rejects fails the build', async (t) => {
+  await t.rejects(buildExecutable(VEPA_ENTRY, { koffiPath: REPO_KOFFI, outDir: join(work, 'rejected'), blobArgs: ['--stack-size=900'] }),
+    /qemu-net-helper-vepa: V8's code cache is rejected, expected accepted/);
+  t.notOk(existsSync(join(work, 'rejected/qemu-net-helper-vepa')), 'nothing is left in the output directory');
+  const none = await buildExecutable(VEPA_ENTRY, { koffiPath: REPO_KOFFI, outDir: join(work, 'no-cache'), codeCache: false });
+  t.match(run([none.path, '--version']).stdout.split('\n')[1], /; code cache none$/, 'built without one, it says so');
 });

@@ -97,7 +97,7 @@ else if (already) {
       t.match(readFileSync(CONFFILE, 'utf8'), /allows no one/);
       t.match(sh(['dpkg-query', '-W', '-f=${Conffiles}', PACKAGE]).stdout, new RegExp(CONFFILE));
       const version = sh([`${LIBEXEC}/qemu-net-helper-vepa`, '--version'], CLEAN_ENV);
-      t.match(version.stdout, new RegExp(`^qemu-net-helper-vepa ${info.version}\\nruntime: .* from ${LIBDIR}/koffi\\.node\\n$`));
+      t.match(version.stdout, new RegExp(`^qemu-net-helper-vepa ${info.version}\\nruntime: .* from ${LIBDIR}/koffi\\.node; code cache accepted\\n$`), 'the installed helper uses its code cache');
     });
 
     await t.test("root's stock QEMU uses the installed helper", async (t) => {

@@ -1,10 +1,10 @@
-// A helper entry point for tests only: the same runHelper as helpers/*.ts,
+// A helper entry point for tests only: the same runHelperAndExit as helpers/*.ts,
 // with test seams set from this script's own leading arguments. It lives in
 // test/ and is never built or installed, which is what keeps the seams out
 // of reach of an installed helper's command line and environment.
 //   node helper-with-seams.ts PROGRAM [--seam-sysfs=DIR] [--seam-fake-vhost] [--seam-fault=STEP:fail|kill|stop] [--seam-policy=PATH] -- HELPER ARGS...
 import '../../lib/harden.ts';
-import { runHelper, STEPS, type FaultAction, type HelperSeams, type Step } from '../../lib/helper/main.ts';
+import { runHelperAndExit, STEPS, type FaultAction, type HelperSeams, type Step } from '../../lib/helper/main.ts';
 import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
 import { FAKE_VHOST } from './fake-vhost.ts';
 
@@ -25,4 +25,4 @@ for (const a of seamArgs) {
   }
   else throw new Error(`unknown seam ${a}`);
 }
-process.exitCode = runHelper(program, args.slice(sep + 1), seams);
+runHelperAndExit(program, args.slice(sep + 1), seams);
