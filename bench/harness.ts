@@ -4,7 +4,7 @@
 //
 // Input: one JSON argument { runs, warmup, programs: [{ label, argv, cleanup? }] }.
 // For each round, every program runs once timed and once under GNU time for
-// its peak RSS, in the same order (A, B, C, A, B, C, ...). Each run gets QEMU's
+// its peak RSS, in an order shuffled anew each round. Each run gets QEMU's
 // helper protocol: a socketpair end as fd 3 and `--use-vnet --fd=3 --br=br0`
 // appended, as QEMU appends them. Timed: from just before spawn until the
 // child has exited and its one byte and one fd have been received (QEMU reads
@@ -80,6 +80,20 @@ function runOnce(argv: string[]): Promise<{ ms: number }> {
   });
 }
 
+/**
+ * The programs in a new random order for each round. A fixed order would let
+ * what one run leaves the kernel doing (deleting a link, tearing down a tap)
+ * fall on the same next program every time.
+ */
+function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
 function cleanup(p: HarnessProgram, i: number): void {
   if (!p.cleanup) return;
   const r = spawnSync(p.cleanup[0]!, expand(p.cleanup, i).slice(1), { encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
@@ -94,7 +108,7 @@ async function main(): Promise<void> {
     for (const p of input.programs) { out.ms[p.label] = []; out.rssKiB[p.label] = []; }
     let n = 0;
     for (let round = 0; round < input.warmup + input.runs; round++) {
-      for (const p of input.programs) {
+      for (const p of shuffled(input.programs)) {
         const i = n++;
         const timed = await runOnce(expand(p.argv, i));
         cleanup(p, i);

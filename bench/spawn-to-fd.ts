@@ -3,7 +3,8 @@
 //   - the runtime floor: bench/floor-send-fd.ts built into a single executable
 //     exactly as the helpers are (same Node, prologue, koffi path),
 //   - the C anchor: Debian QEMU's /usr/lib/qemu/qemu-bridge-helper on a bridge,
-// interleaved (A, B, C, A, B, C, ...), RUNS rounds (default and minimum 30),
+// interleaved (each round runs every program once, in a shuffled order), RUNS rounds (default 60; at least 30 to
+// write BENCHMARKS.md: the machine is noisy, and more rounds steady the medians),
 // and writes the table, the ratios and the machine to BENCHMARKS.md.
 //
 // Everything happens in a throwaway network namespace (veth v0/v1 for the
@@ -26,6 +27,7 @@ const HELPER = '/usr/libexec/qemu-net-helper-vepa';
 const ANCHOR = '/usr/lib/qemu/qemu-bridge-helper';
 const GNU_TIME = '/usr/bin/time';
 const MIN_RUNS = 30;
+const DEFAULT_RUNS = 60;
 const WARMUP = 2;
 const HARNESS_TIMEOUT_MS = 30 * 60_000;
 /** Targets from issue 4. */
@@ -139,7 +141,10 @@ ${Object.entries(m).map(([k, v]) => `- ${k}: ${v}`).join('\n')}
   program does, which is the floor the target is defined against, and with
   \`--fast-exit\`, ending the same way as the helper; the second ratio shows
   that the helper's margin is not its faster exit.
-- Rounds interleave the programs, so drift of the machine affects all alike.
+- Rounds interleave the programs, so drift of the machine affects all alike,
+  in an order shuffled anew each round, so that what one run leaves the
+  kernel doing (deleting a link, tearing down a tap) does not always fall on
+  the same next program.
   Each program also runs once per round under GNU time (\`/usr/bin/time -f %M\`):
   the peak RSS is \`ru_maxrss\` from \`wait4()\`, the kernel's high-water mark
   of the process's resident set (anonymous and file pages), which cannot miss a
@@ -165,7 +170,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const write = !args.includes('--no-write');
   const runsArg = args.find((a) => /^\d+$/.test(a));
-  const runs = runsArg ? Number(runsArg) : MIN_RUNS;
+  const runs = runsArg ? Number(runsArg) : DEFAULT_RUNS;
   if (args.some((a) => a !== '--no-write' && !/^\d+$/.test(a)) || runs < 1 || runs > 1000) {
     throw new BenchError('usage: npm run bench -- [RUNS] [--no-write]; RUNS 1..1000, at least 30 to write BENCHMARKS.md');
   }
