@@ -29,6 +29,7 @@ export const NLM_F_MULTI = 0x02;
 export const NLM_F_ACK = 0x04;
 export const NLM_F_ECHO = 0x08;
 export const NLM_F_DUMP_INTR = 0x10;
+export const NLM_F_DUMP_FILTERED = 0x20; // on dump replies: the kernel applied the request's filter
 // Modifiers to GET requests
 export const NLM_F_ROOT = 0x100;
 export const NLM_F_MATCH = 0x200;

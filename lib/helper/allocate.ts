@@ -56,7 +56,10 @@ export function allocateLink(nl: NetlinkSocket, req: CreateRequest, candidates: 
     return { lower, ...createOn(nl, req, lower, group, false) };
   }
 
-  const occupied = new Set(listLinks(nl).flatMap((l) => (isMacvlan(l) && l.lowerIndex !== undefined ? [l.lowerIndex] : [])));
+  // Two dumps the kernel filters by kind: on a host with many other links,
+  // far less than one dump of everything.
+  const macvlans = [...listLinks(nl, 'macvtap'), ...listLinks(nl, 'macvlan')];
+  const occupied = new Set(macvlans.flatMap((l) => (l.lowerIndex !== undefined ? [l.lowerIndex] : [])));
   let busy = 0;
   for (const lower of candidates.lowers) {
     if (occupied.has(lower.index)) {
@@ -85,10 +88,6 @@ export function allocateLink(nl: NetlinkSocket, req: CreateRequest, candidates: 
   ].filter(Boolean).join(', ');
   throw new HelperError(`${c.description} exhausted: ${busy} of ${total} members are busy${extra ? ` (${extra})` : ''}`,
     'wait for a guest to release one (qemu-net-helper-passthrough --gc collects those of dead guests), or add members');
-}
-
-function isMacvlan(l: Link): boolean {
-  return l.kind === 'macvtap' || l.kind === 'macvlan';
 }
 
 /** The kernel said this pool member is taken (by another macvtap, passthru or not). */

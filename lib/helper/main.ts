@@ -194,7 +194,7 @@ function maintain(nl: NetlinkSocket, req: Exclude<HelperRequest, CreateRequest>)
   const caller = callerIdentity();
   let output = '';
   if (req.action === 'list') {
-    const mine = listHelperLinks(nl).filter((hl) => caller.uid === 0 || hl.tag?.uid === caller.uid);
+    const mine = listHelperLinks(nl, undefined, true).filter((hl) => caller.uid === 0 || hl.tag?.uid === caller.uid);
     const rows = listRows(mine, Math.floor(Date.now() / 1000), (uid) => libc.userNameOf(uid) ?? String(uid));
     output = req.json ? JSON.stringify(rows, null, 2) + '\n' : formatTable(rows);
   } else if (req.action === 'release') {

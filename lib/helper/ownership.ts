@@ -18,15 +18,23 @@ export interface HelperLink extends HelperLinkView {
   lowerName: string | undefined;
 }
 
-/** Every helper-made macvtap in this namespace, judged alive, stale or in progress. */
-export function listHelperLinks(nl: NetlinkSocket, proc: ProcessView = SYSTEM_PROCESSES): HelperLink[] {
-  const links = listLinks(nl);
-  const names = new Map(links.map((l) => [l.index, l.name]));
+/**
+ * Every helper-made macvtap in this namespace, judged alive, stale or in
+ * progress. Only macvtaps are listed (the kernel filters them); `lowerNames`
+ * looks up the name of each lower device too (one request per device), which
+ * only --list shows.
+ */
+export function listHelperLinks(nl: NetlinkSocket, proc: ProcessView = SYSTEM_PROCESSES, lowerNames = false): HelperLink[] {
+  const names = new Map<number, string | undefined>();
+  const lowerName = (index: number | undefined): string | undefined => {
+    if (!lowerNames || index === undefined) return undefined;
+    if (!names.has(index)) names.set(index, getLinkByIndex(nl, index)?.name);
+    return names.get(index);
+  };
   const out: HelperLink[] = [];
-  for (const link of links) {
-    if (link.kind !== 'macvtap') continue;
+  for (const link of listLinks(nl, 'macvtap')) {
     const view = judgeLink(link, proc);
-    if (view) out.push({ ...view, link, lowerName: link.lowerIndex === undefined ? undefined : names.get(link.lowerIndex) });
+    if (view) out.push({ ...view, link, lowerName: lowerName(link.lowerIndex) });
   }
   return out;
 }

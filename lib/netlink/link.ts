@@ -117,11 +117,20 @@ export function getLinkByIndex(nl: NetlinkSocket, index: number): Link | undefin
   }
 }
 
-/** Every link in the socket's network namespace. */
-export function listLinks(nl: NetlinkSocket): Link[] {
+/**
+ * Every link in the socket's network namespace, or with `kind` only the links
+ * of that kind ("macvtap"). The kernel filters by kind (IFLA_LINKINFO in the
+ * dump request), so a host with a thousand veths costs a helper one short
+ * answer rather than a megabyte to parse; a kernel that cannot filter (the
+ * kind's module not loaded) sends everything, and the list is filtered here
+ * as well.
+ */
+export function listLinks(nl: NetlinkSocket, kind?: string): Link[] {
+  const filter = kind === undefined ? [] : [attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, kind)])];
   const replies = nl.request(RTM_GETLINK, NLM_F_DUMP,
-    Buffer.concat([ifinfo(0), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]), 'RTM_GETLINK dump');
-  return replies.filter((m) => m.type === RTM_NEWLINK).map(parseLink);
+    Buffer.concat([ifinfo(0), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS), ...filter]), `RTM_GETLINK dump${kind === undefined ? '' : ` kind ${kind}`}`);
+  const links = replies.filter((m) => m.type === RTM_NEWLINK).map(parseLink);
+  return kind === undefined ? links : links.filter((l) => l.kind === kind);
 }
 
 export interface MacvtapSpec {
@@ -176,7 +185,7 @@ function findCreatedMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
     throw new Error('this kernel does not echo new links (before 6.2); a MAC is needed to find the created macvtap');
   }
   const mac = macToString(spec.mac);
-  const matches = listLinks(nl).filter((l) => l.kind === 'macvtap' && l.lowerIndex === spec.lowerIndex && l.mac === mac);
+  const matches = listLinks(nl, 'macvtap').filter((l) => l.lowerIndex === spec.lowerIndex && l.mac === mac);
   if (matches.length !== 1) {
     throw new Error(`cannot tell which macvtap was created: ${matches.length} macvtaps on ifindex ${spec.lowerIndex} have MAC ${mac}`);
   }

@@ -2,7 +2,7 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import t from 'tap';
-import { MACVLAN_MODE_BRIDGE, MACVLAN_MODE_VEPA } from '../../lib/constants.ts';
+import { MACVLAN_MODE_BRIDGE, MACVLAN_MODE_VEPA, NLM_F_DUMP_FILTERED } from '../../lib/constants.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
@@ -30,6 +30,21 @@ else {
       t.equal(link.lowerIndex, lowerIndex);
     }
     t.not(echoed.name, fallback.name);
+  });
+
+  t.test('listLinks with a kind: the kernel filters the dump, and only that kind comes back', async (t) => {
+    const ns = createNetns(t, 'kinds');
+    addVethPair(ns);
+    for (let i = 0; i < 20; i++) spawnSync('ip', ['-n', ns.name, 'link', 'add', `br${i}`, 'type', 'bridge']);
+    const made = [linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'vepa', '52:54:00:11:01:01', '1'), linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'bridge', '52:54:00:11:01:02', '1')];
+    const all = linkOp(ns, 'list') as { name: string; kind?: string }[];
+    t.ok(all.length >= 25, `an unfiltered dump has every link (${all.length})`);
+    const macvtaps = linkOp(ns, 'list', 'macvtap') as { name: string; kind?: string }[];
+    t.same(macvtaps.map((l) => l.name).sort(), made.map((l: { name: string }) => l.name).sort(), 'only the macvtaps');
+    t.same(linkOp(ns, 'list', 'macvlan'), [], 'no macvlans here');
+    const flags = linkOp(ns, 'dump-flags', 'macvtap') as number[];
+    t.equal(flags.length, 2, 'the kernel sent only the two macvtaps');
+    t.ok(flags.every((f) => (f & NLM_F_DUMP_FILTERED) !== 0), 'and said it filtered (NLM_F_DUMP_FILTERED)');
   });
 
   t.test('getLinkByName resolves alternative names; the canonical name comes back', async (t) => {

@@ -3,7 +3,11 @@
 // so that library code never touches the test runner's own namespace.
 //   node link-ops.ts add-macvtap LOWER NAME MODE MAC ECHO(0|1)
 //   node link-ops.ts get NAME
-import { addMacvtap, getLinkByName } from '../../lib/netlink/link.ts';
+//   node link-ops.ts list [KIND]
+//   node link-ops.ts dump-flags KIND   (the nlmsg_flags of each raw dump reply)
+import { IFLA_EXT_MASK, IFLA_INFO_KIND, IFLA_LINKINFO, NLM_F_DUMP, RTEXT_FILTER_SKIP_STATS, RTM_GETLINK, RTM_NEWLINK, AF_UNSPEC } from '../../lib/constants.ts';
+import { addMacvtap, getLinkByName, listLinks } from '../../lib/netlink/link.ts';
+import { attr, encodeIfInfoMsg } from '../../lib/netlink/wire.ts';
 import { withNetlink } from '../../lib/netlink/socket.ts';
 import { parseMac } from '../../lib/mac.ts';
 import { MODE_VALUES, type ModeName } from '../../lib/modes.ts';
@@ -16,6 +20,12 @@ const result = withNetlink((nl) => {
     return addMacvtap(nl, { lowerIndex: lower.index, name: a[1]!, mode: MODE_VALUES[a[2] as ModeName], mac: parseMac(a[3]!), up: true, echo: a[4] === '1' });
   }
   if (op === 'get') return getLinkByName(nl, a[0]!) ?? null;
+  if (op === 'list') return listLinks(nl, a[0]);
+  if (op === 'dump-flags') {
+    const payload = Buffer.concat([encodeIfInfoMsg({ family: AF_UNSPEC, type: 0, index: 0, flags: 0, change: 0 }),
+      attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS), attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, a[0]!)])]);
+    return nl.request(RTM_GETLINK, NLM_F_DUMP, payload, 'dump').filter((m) => m.type === RTM_NEWLINK).map((m) => m.flags);
+  }
   throw new Error(`unknown op ${op}`);
 });
 process.stdout.write(JSON.stringify(result) + '\n');
