@@ -32,7 +32,7 @@ export interface HarnessInput {
   programs: HarnessProgram[];
 }
 export interface HarnessOutput {
-  /** label -> milliseconds of each measured run, in order. */
+  /** label -> milliseconds of each measured run: one per round, in round order (index i of every label is the same round). */
   ms: Record<string, number[]>;
   /** label -> peak RSS in KiB (ru_maxrss from wait4, via GNU time) of each measured run. */
   rssKiB: Record<string, number[]>;

@@ -86,7 +86,18 @@ function machine(): Record<string, string> {
   };
 }
 
-interface Row { label: string; what: string; ms: ReturnType<typeof stats>; rssMiB: ReturnType<typeof stats> }
+interface Row { label: string; what: string; ms: ReturnType<typeof stats>; rssMiB: ReturnType<typeof stats>; runs: number[] }
+
+/**
+ * The median of a/b taken round by round (both ran in the same round, within
+ * a few milliseconds of each other), with its quartiles: less moved by slow
+ * drift of the machine than a ratio of two medians.
+ */
+function pairedRatio(a: Row, b: Row): { median: number; q1: number; q3: number } {
+  const r = a.runs.map((x, i) => x / b.runs[i]!).sort((x, y) => x - y);
+  const at = (q: number) => r[Math.min(r.length - 1, Math.floor(q * r.length))]!;
+  return { median: stats(r).median, q1: at(0.25), q3: at(0.75) };
+}
 
 function table(rows: Row[]): string {
   const f = (x: number) => x.toFixed(1);
@@ -103,6 +114,9 @@ function report(rows: Row[], runs: number, m: Record<string, string>, date: stri
   const ratioFloor = helper.ms.median / floor.ms.median;
   const ratioFloorFastExit = helper.ms.median / floorFastExit.ms.median;
   const ratioAnchor = helper.ms.median / anchor.ms.median;
+  const paired = pairedRatio(helper, floor);
+  const pairedFastExit = pairedRatio(helper, floorFastExit);
+  const range = (p: { q1: number; q3: number }) => `quartiles ${p.q1.toFixed(2)} to ${p.q3.toFixed(2)}`;
   const verdict = (ok: boolean) => (ok ? 'met' : '**not met**');
   return `# Benchmarks
 
@@ -116,6 +130,7 @@ ${table(rows)}
 
 - helper / floor (median): **${ratioFloor.toFixed(2)}** (target at most ${TARGET_RATIO_FLOOR}: ${verdict(ratioFloor <= TARGET_RATIO_FLOOR)})
 - helper / (floor, _exit) (median): **${ratioFloorFastExit.toFixed(2)}** (the same target against a floor that also skips Node's exit: ${verdict(ratioFloorFastExit <= TARGET_RATIO_FLOOR)})
+- paired by round, median of the per-round ratios: helper / floor **${paired.median.toFixed(2)}** (${range(paired)}), helper / (floor, _exit) **${pairedFastExit.median.toFixed(2)}** (${range(pairedFastExit)})
 - helper / anchor (median): **${ratioAnchor.toFixed(2)}**
 - helper peak RSS (max): **${helper.rssMiB.max.toFixed(1)} MiB** (target at most ${TARGET_RSS_MIB} MiB: ${verdict(helper.rssMiB.max <= TARGET_RSS_MIB)})
 
@@ -226,6 +241,7 @@ async function main(): Promise<void> {
       what: what[p.label]!,
       ms: stats(out.ms[p.label]!),
       rssMiB: stats(out.rssKiB[p.label]!.map((k) => k / 1024)),
+      runs: out.ms[p.label]!,
     }));
     const text = report(rows, runs, machine(), new Date().toISOString());
     process.stdout.write(text.split('## Machine')[0]!.replace(/^# Benchmarks\n\nWritten by .*\n\n/, ''));
