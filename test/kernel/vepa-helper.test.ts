@@ -86,6 +86,21 @@ else {
     t.same(ns.macvtaps(), [], 'probe left no link');
   });
 
+  // Helpers end with _exit(2) (runHelperAndExit): nothing written to stdout
+  // or stderr may be lost, up to the last line of a DEBUG trace.
+  t.test('a DEBUG trace and the output survive the immediate exit, to the last line', async (t) => {
+    const ns = createNetns(t, 'trace');
+    addVethPair(ns);
+    const env = VEPA.indexOf('-i') + 1; // env -i PATH=... node helper.ts: add DEBUG after PATH
+    const traced = [...VEPA.slice(0, env + 1), 'DEBUG=qemu-net-helper:*', ...VEPA.slice(env + 1)];
+    const out = await runToEnd([...ns.exec, ...traced, '--dev=v0', '--probe', '--json']);
+    t.equal(out.code, 0, out.stderr);
+    t.match(JSON.parse(out.stdout), { lower: 'v0', fds: ['tap'] }, 'the whole record on stdout');
+    const lines = out.stderr.trim().split('\n');
+    t.ok(lines.length > 5, `a trace on stderr (${lines.length} lines)`);
+    t.match(lines.at(-1), /qemu-net-helper:helper done: macvtap\d+$/, 'its last line is the end of the run');
+  });
+
   t.test("QEMU's protocol: one zero byte, one fd, vnet header as asked", async (t) => {
     const ns = createNetns(t, 'qemu');
     addVethPair(ns);
