@@ -166,7 +166,7 @@ ${Object.entries(m).map(([k, v]) => `- ${k}: ${v}`).join('\n')}
   peak the way sampling \`/proc/PID/status\` can.
 - Before the runs, each executable's pages are dropped from the page cache
   (\`dd iflag=nocache count=0\`), then warm-up rounds read them back as any
-  start after boot would. This matters: a 120 MiB executable just written in
+  start after boot would. This matters: a 100 MiB executable just written in
   one go sits in the page cache as large folios, and faulting its text maps
   whole folios, which adds 15 MiB or more of file-backed RSS that a normally
   read file does not show.

@@ -9,7 +9,7 @@
 //   3. `node --experimental-sea-config` makes the blob: packaging/sea-main.cjs
 //      as the main script, program.js and program.cache as assets,
 //      execArgv ["--disable-sigusr1"], execArgvExtension "none";
-//   4. postject injects the blob into a copy of the node binary;
+//   4. postject injects the blob into a stripped copy of the node binary;
 //   5. the result is verified: not byte-identical to node, carries the blob
 //      and the flipped fuse, runs --version, reports --disable-sigusr1
 //      among its node options and that V8 accepted the code cache.
@@ -230,10 +230,16 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     }, null, 2));
     run([node.path, '--experimental-sea-config', join(work, 'sea-config.json')], `${name}: node --experimental-sea-config`);
     const blob = readFileSync(blobPath);
-    copyFileSync(node.path, exe);
+    // The node binary from npm carries its symbol table and DWARF (18 MiB of
+    // 121). They go before the blob does: strip(1) on an executable with the
+    // blob injected breaks it (it segfaults; verified with binutils 2.40), so
+    // nothing may strip the result later (the RPM spec turns brp-strip off).
+    const base = join(work, 'node-stripped');
+    stripTo(node.path, base);
+    copyFileSync(base, exe);
     chmodSync(exe, 0o755);
     run([node.path, join(REPO, 'node_modules/postject/dist/cli.js'), exe, SEA_RESOURCE, blobPath, '--sentinel-fuse', SEA_FUSE], `${name}: postject`);
-    verifyExecutable(exe, name, node, blob, { koffiPath: opts.koffiPath, version: readVersion(), codeCache: codeCache ? 'accepted' : 'none' });
+    verifyExecutable(exe, name, { path: base, version: node.version }, blob, { koffiPath: opts.koffiPath, version: readVersion(), codeCache: codeCache ? 'accepted' : 'none' });
     mkdirSync(opts.outDir, { recursive: true });
     const dest = join(opts.outDir, name);
     // Copied, not renamed (tmpdir may be another file system); written to a
@@ -247,6 +253,13 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** strip --strip-all: a copy of `from` without symbols and debugging sections. */
+function stripTo(from: string, to: string): void {
+  const r = spawnSync('strip', ['--strip-all', '-o', to, from], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
+  if (r.error) throw new BuildError(`strip: ${r.error.message}; install binutils (apt-get install binutils; bash .ci/setup does)`);
+  if (r.status !== 0) throw new BuildError(`strip ${from} failed: ${r.stderr.trim()}`);
 }
 
 function readVersion(): string {

@@ -51,6 +51,10 @@ t.test('a helper built with a trusted koffi path', async (t) => {
   t.ok(built.packages.includes('debug'), 'npm packages are bundled');
   t.notOk(built.packages.some((p) => /koffi/.test(p)), "koffi's JS is not bundled");
   t.equal(lstatSync(built.path).mode & 0o7777, 0o755);
+  const sections = run(['readelf', '-S', '--wide', built.path]).stdout;
+  t.match(sections, /\.text/, 'readelf reads its sections');
+  t.notMatch(sections, /\.symtab|\.debug_info/, 'built from a stripped node: no symbol table, no DWARF');
+  t.ok(built.bytes < lstatSync(pinnedNode().path).size - 10 * 2 ** 20, `smaller than node by the stripped sections (${(built.bytes / 2 ** 20).toFixed(1)} MiB)`);
 
   const version = run([built.path, '--version']);
   t.equal(version.status, 0);
