@@ -1,6 +1,7 @@
-// npm run package: every helpers/*.ts as one single executable in dist/bin/,
-// built with Node's own single-executable support on the pinned Node from
-// the npm registry, fully offline:
+// npm run package: the programs in helpers/ as single executables in dist/bin/
+// (the privileged helpers as one executable under each helper's name, hard
+// links; see defaultExecutables), built with Node's own single-executable
+// support on the pinned Node from the npm registry, fully offline:
 //
 //   1. esbuild bundles packaging/sea-entry.cjs + the program into one
 //      CommonJS script, wrapped in a function (program.js);
@@ -25,11 +26,12 @@
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { HELPER_PROGRAMS } from '../lib/helper/programs.ts';
 import { DEFAULT_KOFFI_NATIVE_PATH } from '../lib/koffi-loader.ts';
 
 export const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -53,6 +55,12 @@ export interface BuildOptions {
   codeCache?: boolean;
   /** More node options after SEA_EXEC_ARGV (for experiments; the helpers use none). */
   extraExecArgv?: string[];
+  /**
+   * The names the executable answers to (default: the entry's file name).
+   * Several: one file, written as outDir/NAME for the first and hard-linked
+   * under the others; it runs as the name it is executed by (lib/executable.ts).
+   */
+  names?: string[];
   /** Minify the bundle. */
   minify?: boolean;
   /** Node/V8 options for making the code cache (V8 options must match extraExecArgv for V8 to accept it). */
@@ -61,7 +69,10 @@ export interface BuildOptions {
 }
 
 export interface BuiltProgram {
+  /** The first of `names`: outDir/name is the file. */
   name: string;
+  /** Every name it is in outDir as (hard links of one file). */
+  names: string[];
   /** npm packages bundled into it. */
   packages: string[];
   path: string;
@@ -98,9 +109,25 @@ export function koffiNativeSource(): string {
   return join(REPO, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
 }
 
-/** The programs `npm run package` builds: every helpers/*.ts. */
-export function helperEntries(): string[] {
-  return readdirSync(join(REPO, 'helpers')).filter((f) => f.endsWith('.ts')).sort().map((f) => join(REPO, 'helpers', f));
+export interface ExecutableSpec {
+  entry: string;
+  names: string[];
+}
+
+/**
+ * What `npm run package` builds: the privileged helpers as one executable
+ * (helpers/qemu-net-helper.ts) under every helper's name, and every other
+ * program in helpers/ (qemu-net-launch) on its own. The helpers' own entry
+ * points (helpers/qemu-net-helper-vepa.ts, ...) are for running from source.
+ * Sharing one file saves 200 MiB; the helpers have the same capabilities
+ * anyway, which belong to the file, while the launcher must have none.
+ */
+export function defaultExecutables(): ExecutableSpec[] {
+  const others = readdirSync(join(REPO, 'helpers')).filter((f) => f.endsWith('.ts') && !f.startsWith('qemu-net-helper')).sort();
+  return [
+    { entry: join(REPO, 'helpers/qemu-net-helper.ts'), names: HELPER_PROGRAMS.map((p) => p.name) },
+    ...others.map((f) => ({ entry: join(REPO, 'helpers', f), names: [basename(f, '.ts')] })),
+  ];
 }
 
 function run(argv: string[], what: string): { stdout: string; stderr: string } {
@@ -113,7 +140,8 @@ function run(argv: string[], what: string): { stdout: string; stderr: string } {
 }
 
 /** Bundles sea-entry.cjs with `entry` into one CommonJS script; returns the npm packages it contains. */
-async function bundle(entry: string, name: string, koffiPath: string, libexecDir: string, outfile: string, minify = false): Promise<string[]> {
+async function bundle(entry: string, names: string[], koffiPath: string, libexecDir: string, outfile: string, minify = false): Promise<string[]> {
+  const name = names[0]!;
   const options = {
     entryPoints: [join(REPO, 'packaging/sea-entry.cjs')],
     outfile,
@@ -130,7 +158,7 @@ async function bundle(entry: string, name: string, koffiPath: string, libexecDir
     // debug works without it (it tries to require it, in a try block).
     external: ['koffi', 'supports-color'],
     define: {
-      QNH_PROGRAM: JSON.stringify(name),
+      QNH_PROGRAMS: JSON.stringify(names),
       QNH_KOFFI_NATIVE_PATH: JSON.stringify(koffiPath),
       QNH_KOFFI_VERSION: JSON.stringify(koffiVersion()),
       // Where qemu-net-launch finds the installed helpers.
@@ -196,10 +224,12 @@ export function verifyExecutable(path: string, name: string, node: { path: strin
   }
 }
 
-/** Builds one program (an entry .ts file) into outDir/NAME. */
+/** Builds one program (an entry .ts file) into outDir/NAME, for each of its names. */
 export async function buildExecutable(entry: string, opts: BuildOptions): Promise<BuiltProgram> {
   const started = process.hrtime.bigint();
-  const name = basename(entry, '.ts');
+  const names = opts.names ?? [basename(entry, '.ts')];
+  if (names.length === 0 || names.some((n) => !/^[a-z][a-z0-9-]*$/.test(n))) throw new BuildError(`bad executable names ${JSON.stringify(names)}`);
+  const name = names[0]!;
   const node = pinnedNode();
   const work = mkdtempSync(join(tmpdir(), `qnh-sea-${name}-`));
   try {
@@ -210,7 +240,7 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     const blobPath = join(work, 'sea.blob');
     const exe = join(work, name);
     const codeCache = opts.codeCache ?? true;
-    const packages = await bundle(entry, name, opts.koffiPath, opts.libexecDir ?? '/usr/libexec', bundled, opts.minify);
+    const packages = await bundle(entry, names, opts.koffiPath, opts.libexecDir ?? '/usr/libexec', bundled, opts.minify);
     // The parameters are what packaging/sea-main.cjs passes: CommonJS's five
     // and whether V8 took the code cache (sea-entry.cjs reports it).
     writeFileSync(program, `(function (exports, require, module, __filename, __dirname, QNH_CODE_CACHE) {\n${readFileSync(bundled, 'utf8')}\n})`);
@@ -247,9 +277,17 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     copyFileSync(exe, `${dest}.tmp`);
     chmodSync(`${dest}.tmp`, 0o755);
     renameSync(`${dest}.tmp`, dest);
+    for (const alias of names.slice(1)) {
+      const link = join(opts.outDir, alias);
+      rmSync(link, { force: true });
+      linkSync(dest, link);
+      // Each name must run as itself (the program is chosen by it).
+      const first = run([link, '--version'], `${link} --version`).stdout.split('\n')[0];
+      if (first !== `${alias} ${readVersion()}`) throw new BuildError(`${link} --version printed ${JSON.stringify(first)}: it does not run as ${alias}`);
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    opts.log?.(`${name}: ${dest} (${(statSync(dest).size / 2 ** 20).toFixed(1)} MiB, ${seconds.toFixed(1)} s)`);
-    return { name, packages, path: dest, bytes: statSync(dest).size, seconds };
+    opts.log?.(`${names.join(', ')}: ${dest}${names.length > 1 ? ' and hard links' : ''} (${(statSync(dest).size / 2 ** 20).toFixed(1)} MiB, ${seconds.toFixed(1)} s)`);
+    return { name, names, packages, path: dest, bytes: statSync(dest).size, seconds };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -276,6 +314,8 @@ export interface PackageBuild {
   libdir: string;
   koffiPath: string;
   programs: string[];
+  /** Programs that are one file (hard links), each group in build order: install them as links of the first. */
+  hardLinks: string[][];
   /** npm packages inside the executables (for the copyright file), koffi included. */
   packages: string[];
 }
@@ -290,19 +330,21 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
   const distDir = args.distDir ?? join(REPO, 'dist');
   const koffiPath = `${libdir.replace(/\/+$/, '')}/koffi.node`;
   const node = pinnedNode();
-  const entries = args.entries ?? helperEntries();
-  if (entries.length === 0) throw new BuildError('no programs to build (helpers/*.ts is empty)');
+  const executables = args.entries?.map((entry) => ({ entry, names: [basename(entry, '.ts')] })) ?? defaultExecutables();
+  if (executables.length === 0) throw new BuildError('no programs to build (helpers/*.ts is empty)');
   const programs: string[] = [];
+  const hardLinks: string[][] = [];
   const packages = new Set(['koffi']);
-  for (const entry of entries) {
-    const built = await buildExecutable(entry, { koffiPath, libexecDir: `${prefix}/libexec`, outDir: join(distDir, 'bin'), log: args.log });
-    programs.push(built.name);
+  for (const { entry, names } of executables) {
+    const built = await buildExecutable(entry, { koffiPath, libexecDir: `${prefix}/libexec`, outDir: join(distDir, 'bin'), names, log: args.log });
+    programs.push(...built.names);
+    if (built.names.length > 1) hardLinks.push(built.names);
     for (const p of built.packages) packages.add(p);
   }
   mkdirSync(join(distDir, 'sea'), { recursive: true });
   copyFileSync(koffiNativeSource(), join(distDir, 'sea/koffi.node'));
   chmodSync(join(distDir, 'sea/koffi.node'), 0o644);
-  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, packages: [...packages].sort() };
+  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, hardLinks, packages: [...packages].sort() };
   writeFileSync(join(distDir, 'sea/build.json'), JSON.stringify(info, null, 2) + '\n');
   return info;
 }

@@ -1,7 +1,7 @@
 // npm run deb: dist/qemu-net-helper_<version>_amd64.deb, built with dpkg-deb
 // from the single executables (`npm run package`, rebuilt here for /usr).
 //
-//   /usr/libexec/qemu-net-helper-*            the helpers (capabilities set by postinst)
+//   /usr/libexec/qemu-net-helper-*            the helpers: one file, hard-linked (capabilities set by postinst)
 //   /usr/lib/qemu-net-helper/koffi.node       koffi's native module, at the compiled-in path
 //   /etc/qemu/net-helper.conf                 conffile: allows no one
 //   /usr/share/man/man{5,8}/...               docs/man/*
@@ -10,7 +10,7 @@
 // Usage: node packaging/deb.ts [--no-build] [--zstd] [--dist=DIR]
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -159,7 +159,14 @@ function manPages(programs: string[]): { file: string; section: string }[] {
 /** Stages the package tree in `root` (which must be empty). */
 export function stage(root: string, distDir: string, info: PackageBuild): void {
   for (const program of info.programs) {
-    put(root, installPath(program), readFileSync(join(distDir, 'bin', program)), 0o755);
+    // The helpers are one file under several names: hard links in the
+    // package too (dpkg-deb keeps them), so it is installed once.
+    const first = (info.hardLinks ?? []).find((group) => group.includes(program))?.[0];
+    if (first !== undefined && first !== program) {
+      linkSync(join(root, installPath(first)), join(root, installPath(program)));
+    } else {
+      put(root, installPath(program), readFileSync(join(distDir, 'bin', program)), 0o755);
+    }
   }
   put(root, `${LIBDIR}/koffi.node`, readFileSync(join(distDir, 'sea/koffi.node')), 0o644);
   put(root, CONFFILE, readFileSync(join(REPO, 'packaging/net-helper.conf')), 0o644);
@@ -209,7 +216,8 @@ export function buildDeb(distDir: string, info: PackageBuild, compression: Compr
     run(['dpkg-deb', '--root-owner-group', ...COMPRESSOR_ARGS[compression], '--build', root, out], 'dpkg-deb --build');
     const contents = run(['dpkg-deb', '--contents', out], 'dpkg-deb --contents');
     for (const path of [...info.programs.map(installPath), `${LIBDIR}/koffi.node`, CONFFILE, `${DOC}/copyright`]) {
-      if (!new RegExp(`^\\S+ root/root .* \\.${path.replace(/[.]/g, '\\.')}$`, 'm').test(contents)) throw new BuildError(`${out} lacks ${path} owned by root`);
+      // A hard link lists as "h... ./PATH link to ./OTHER".
+      if (!new RegExp(`^\\S+ root/root .* \\.${path.replace(/[.]/g, '\\.')}( link to \\S+)?$`, 'm').test(contents)) throw new BuildError(`${out} lacks ${path} owned by root`);
     }
     return out;
   } finally {

@@ -76,7 +76,21 @@ fi
 for p in $programs; do [ -f "$dist/bin/$p" ] || die "$dist/bin/$p is missing; rebuild with 'npm run package -- --prefix=$PREFIX'"; done
 
 install -d -m 0755 "$DESTDIR$libexecdir" "$DESTDIR$bindir" "$DESTDIR$libdir" "$DESTDIR$docdir" "$DESTDIR$SYSCONFDIR/qemu"
-for p in $programs; do install -m 0755 "$dist/bin/$p" "$DESTDIR$(target "$p")"; done
+# The helpers are one file under several names (hard links in dist/bin):
+# installed once and linked, as the Debian package does.
+installed=""
+for p in $programs; do
+    same=""
+    for q in $installed; do
+        if [ "$dist/bin/$p" -ef "$dist/bin/$q" ] && [ "$(dirname "$(target "$p")")" = "$(dirname "$(target "$q")")" ]; then same=$q; break; fi
+    done
+    if [ -n "$same" ]; then
+        ln -f "$DESTDIR$(target "$same")" "$DESTDIR$(target "$p")"
+    else
+        install -m 0755 "$dist/bin/$p" "$DESTDIR$(target "$p")"
+    fi
+    installed="$installed $p"
+done
 install -m 0644 "$dist/sea/koffi.node" "$DESTDIR$libdir/koffi.node"
 for f in $(manpages); do
     s=${f##*.}

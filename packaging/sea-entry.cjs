@@ -1,6 +1,6 @@
 'use strict';
 // The first code of the program in a single executable (packaging/build.ts
-// bundles it with one program: QNH_PROGRAM, QNH_KOFFI_* are replaced at build
+// bundles it with one program: QNH_PROGRAMS, QNH_KOFFI_* are replaced at build
 // time, and require('qnh:program') is that program's entry file). Before it,
 // packaging/sea-main.cjs has only compiled the bundle; QNH_CODE_CACHE is a
 // parameter it passes: whether V8 accepted the code cache.
@@ -22,17 +22,25 @@ if (process.env.NODE_V8_COVERAGE !== undefined) require('node:v8').stopCoverage(
 
 const { isSea } = require('node:sea');
 const { oneLine } = require('../lib/errors.ts');
+const { programFromExecutable } = require('../lib/executable.ts');
+// Synchronous writes: a closed stdout is an error at the call, not a crash later.
+const { writeErr, writeOut } = require('../lib/output.ts');
 const { VERSION } = require('../lib/version.ts');
 
-const PROGRAM = QNH_PROGRAM;
+// QNH_PROGRAMS: the names this executable answers to. The helpers share one
+// executable, installed under each name as a hard link; which one runs is
+// the name the kernel executed (lib/executable.ts), never argv[0].
+const PROGRAM = programFromExecutable(QNH_PROGRAMS);
 
-function refuse(cause, fix) {
-  process.stderr.write(`${PROGRAM}: ${cause}; ${fix}\n`);
+function refuse(program, cause, fix) {
+  writeErr(`${program}: ${cause}; ${fix}\n`);
   process.exitCode = 1;
 }
 
 if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
-  refuse('this executable was not built with its protective Node options', 'rebuild it with npm run package');
+  refuse(PROGRAM ?? QNH_PROGRAMS[0], 'this executable was not built with its protective Node options', 'rebuild it with npm run package');
+} else if (PROGRAM === undefined) {
+  refuse('qemu-net-helper', `this executable runs as ${QNH_PROGRAMS.join(', ')}, and was executed as none of them`, 'run it by one of those names');
 } else {
   if (process.channel) process.disconnect();
   const argv = process.argv.slice(2);
@@ -40,15 +48,20 @@ if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
     // Answered here, before the program's modules load koffi, so that the
     // build can verify an executable before koffi.node is installed. The
     // first line is exactly what the program itself prints for --version.
-    process.stdout.write(`${PROGRAM} ${VERSION}\n`);
-    process.stdout.write(`runtime: Node ${process.version} single executable; node options: ${process.execArgv.join(' ')}; koffi ${QNH_KOFFI_VERSION} from ${QNH_KOFFI_NATIVE_PATH}; code cache ${QNH_CODE_CACHE}\n`);
+    try {
+      writeOut(`${PROGRAM} ${VERSION}\n`);
+      writeOut(`runtime: Node ${process.version} single executable; node options: ${process.execArgv.join(' ')}; koffi ${QNH_KOFFI_VERSION} from ${QNH_KOFFI_NATIVE_PATH}; code cache ${QNH_CODE_CACHE}\n`);
+    } catch (err) {
+      writeErr(oneLine(PROGRAM, err) + '\n');
+      process.exitCode = 1;
+    }
   } else {
     try {
       require('qnh:program');
     } catch (err) {
       // Only a failure while the program's modules load gets here (such as
       // koffi.node failing its checks); the program reports its own errors.
-      process.stderr.write(oneLine(PROGRAM, err) + '\n');
+      writeErr(oneLine(PROGRAM, err) + '\n');
       process.exitCode = 1;
     }
   }

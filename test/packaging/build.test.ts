@@ -3,11 +3,12 @@
 // (the SEA prologue and koffi loading from the compiled-in path).
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { untrustedReason } from '../../lib/koffi-loader.ts';
+import { VERSION } from '../../lib/version.ts';
 import { BuildError, buildExecutable, pinnedNode, verifyExecutable } from '../../packaging/build.ts';
 import { addVethPair, createNetns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
@@ -121,6 +122,35 @@ t.test('the build refuses what it cannot verify', async (t) => {
   t.throws(() => verifyExecutable(exe, 'qemu-net-helper-vepa', node, Buffer.from('a blob that was never injected'), { koffiPath: REPO_KOFFI }),
     /does not contain the SEA blob/);
   t.throws(() => verifyExecutable(exe, 'qemu-net-helper-vepa', node, Buffer.alloc(0), { koffiPath: REPO_KOFFI }), /does not contain the SEA blob/);
+});
+
+// The helpers are one executable under three names (hard links): each name
+// runs its own program, chosen by the name the kernel executed, and any other
+// name is refused before anything loads.
+t.test('one executable for every helper, hard-linked under their names', async (t) => {
+  const names = ['qemu-net-helper-vepa', 'qemu-net-helper-bridge', 'qemu-net-helper-passthrough'];
+  const built = await buildExecutable(join(REPO, 'helpers/qemu-net-helper.ts'), { koffiPath: TRUSTED_KOFFI ?? REPO_KOFFI, outDir: join(work, 'multi'), names });
+  t.same(built.names, names);
+  const inode = lstatSync(built.path).ino;
+  for (const name of names) {
+    const path = join(work, 'multi', name);
+    t.equal(lstatSync(path).ino, inode, `${name} is the same file`);
+    t.equal(run([path, '--version']).stdout.split('\n')[0], `${name} ${VERSION}`, `${name} runs as itself`);
+  }
+  t.equal(lstatSync(built.path).nlink, 3, 'three names, one file');
+  const stranger = join(work, 'multi', 'qemu-net-helper-other');
+  linkSync(built.path, stranger);
+  const r = run([stranger, '--help']);
+  t.equal(r.status, 1, 'another name is refused');
+  t.equal(r.stderr, 'qemu-net-helper: this executable runs as qemu-net-helper-vepa, qemu-net-helper-bridge, qemu-net-helper-passthrough, and was executed as none of them; run it by one of those names\n', 'in one line');
+  t.equal(r.stdout, '');
+  const argv0 = spawnSync(built.path, ['--version'], { argv0: 'qemu-net-helper-bridge', encoding: 'utf8', env: CLEAN_ENV });
+  t.match(argv0.stdout, /^qemu-net-helper-vepa /, 'argv[0] does not choose the program');
+  if (trustedKoffi) {
+    const help = run([join(work, 'multi', 'qemu-net-helper-bridge'), '--help']);
+    t.equal(help.status, 0, help.stderr);
+    t.match(help.stdout, /^Usage: qemu-net-helper-bridge /, 'the bridge helper runs for real under its name');
+  }
 });
 
 // packaging/code-cache.cjs makes the cache; V8 takes it only if it was made

@@ -66,6 +66,9 @@ else if (already) {
     t.ok(existsSync(join(dest, LIBDIR, 'koffi.node')));
     t.ok(existsSync(join(dest, CONFFILE)));
     t.ok(existsSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8')));
+    const helperInodes = new Set(info.programs.filter(isPrivilegedHelper).map((p) => lstatSync(join(dest, installPath(p))).ino));
+    t.equal(helperInodes.size, 1, 'the helpers are staged as one file (hard links)');
+    t.notOk(helperInodes.has(lstatSync(join(dest, installPath('qemu-net-launch'))).ino), 'the launcher is a file of its own');
     const other = sh(['sh', join(REPO, 'packaging/install.sh')], { ...CLEAN_ENV, DESTDIR: dest, DIST: dist, PREFIX: '/usr/local' });
     t.equal(other.status, 1);
     t.match(other.stderr, /^install\.sh: the executables were built for prefix \/usr, not \/usr\/local .*; rebuild with 'npm run package -- --prefix=\/usr\/local'\n$/);
@@ -73,7 +76,8 @@ else if (already) {
 
   t.test('the Debian package: install, use, refuse, purge', async (t) => {
     const contents = sh(['dpkg-deb', '--contents', deb]).stdout;
-    const paths = contents.split('\n').map((l) => /\s\.(\/\S*?)\/?$/.exec(l)?.[1]).filter((p): p is string => p !== undefined && p !== '/');
+    // A hard link lists as "h... ./PATH link to ./OTHER".
+    const paths = contents.split('\n').map((l) => /\s\.(\/\S*?)\/?$/.exec(l.replace(/ link to \S+$/, ''))?.[1]).filter((p): p is string => p !== undefined && p !== '/');
     const existedBefore = new Set(paths.filter((p) => existsSync(p)));
 
     t.teardown(() => {
@@ -93,6 +97,11 @@ else if (already) {
         if (isPrivilegedHelper(p)) t.same(capSet(caps), capSet(HELPER_CAPS), `${path} has ${HELPER_CAPS}`);
         else t.equal(caps, '', `${path} is an ordinary command, without capabilities`);
       }
+      const helpers = info.programs.filter(isPrivilegedHelper);
+      t.same(helpers, ['qemu-net-helper-vepa', 'qemu-net-helper-bridge', 'qemu-net-helper-passthrough']);
+      t.equal(new Set(helpers.map((p) => lstatSync(installPath(p)).ino)).size, 1, 'the helpers are installed as one file (hard links)');
+      t.equal(lstatSync(installPath('qemu-net-helper-vepa')).nlink, 3);
+      for (const p of helpers) t.equal(sh([installPath(p), '--version'], CLEAN_ENV).stdout.split('\n')[0], `${p} ${info.version}`, `${p} runs as itself`);
       t.equal(lstatSync(`${LIBDIR}/koffi.node`).mode & 0o7777, 0o644);
       t.match(readFileSync(CONFFILE, 'utf8'), /allows no one/);
       t.match(sh(['dpkg-query', '-W', '-f=${Conffiles}', PACKAGE]).stdout, new RegExp(CONFFILE));
@@ -287,5 +296,28 @@ else if (already) {
       t.notOk(existsSync(CONFFILE), 'the conffile too');
       t.notOk(existsSync(`/var/lib/dpkg/info/${PACKAGE}.list`));
     });
+  });
+
+  // dpkg-statoverride is the administrator's way to own a file's owner and
+  // mode; the helpers are one file, so an override for one of them must keep
+  // postinst away from all of them (it would set capabilities on that file).
+  t.test('a dpkg-statoverride for one helper leaves all of them to the administrator', async (t) => {
+    const bridge = `${LIBEXEC}/qemu-net-helper-bridge`;
+    const add = sh(['dpkg-statoverride', '--add', 'root', 'root', '0750', bridge]);
+    t.equal(add.status, 0, add.stderr);
+    t.teardown(() => {
+      if (installedState()) sh(['dpkg', '--purge', PACKAGE]);
+      sh(['dpkg-statoverride', '--remove', bridge]);
+    });
+    const install = sh(['dpkg', '-i', deb]);
+    t.equal(install.status, 0, install.stderr);
+    t.match(install.stderr, /has a dpkg-statoverride: leaving the owner, mode and capabilities of the helpers \(one file, hard-linked\) to the administrator/);
+    for (const p of info.programs.filter(isPrivilegedHelper)) {
+      const path = installPath(p);
+      t.equal(lstatSync(path).mode & 0o7777, 0o750, `${path}: the override's mode`);
+      t.equal(sh(['getcap', path]).stdout.trim(), '', `${path}: no capabilities set`);
+    }
+    const purge = sh(['dpkg', '--purge', PACKAGE]);
+    t.equal(purge.status, 0, purge.stderr);
   });
 }
