@@ -19,8 +19,9 @@ export function executableName(readlink: (path: string) => string = readlinkSync
   } catch {
     return undefined;
   }
-  // A file replaced while running reads "/path (deleted)": no program has that name.
-  return path.slice(path.lastIndexOf('/') + 1);
+  // A file replaced (upgraded) after exec reads "/path (deleted)"; the
+  // kernel still runs the inode it executed under that name.
+  return path.slice(path.lastIndexOf('/') + 1).replace(/ \(deleted\)$/, '');
 }
 
 /** The program among `names` this executable runs as, or undefined (one name: always that one). */

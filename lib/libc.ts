@@ -419,8 +419,8 @@ const execCalls = {
 /**
  * _exit(2): ends the process now, without Node's own exit (exit handlers,
  * heap and platform teardown, joining its worker threads). Only for a
- * program whose output is all written synchronously (lib/output.ts; Node
- * writes process.stderr to pipes and files synchronously on Linux too).
+ * program whose output is all written synchronously (lib/output.ts, which
+ * the DEBUG trace uses too: process.stderr may queue what a full pipe does not take).
  */
 export function exitImmediately(status: number): never {
   execCalls.exit(status);

@@ -9,6 +9,7 @@
 
 import { createRequire } from 'node:module';
 import type { Debugger } from 'debug';
+import { writeErr } from './output.ts';
 
 type Factory = (namespace: string) => Debugger;
 let factory: Factory | null | undefined;
@@ -17,8 +18,13 @@ function loadDebug(): Factory | null {
   if (!process.env.DEBUG) return null;
   // In the bundle `require` exists, and esbuild bundles this literal call;
   // from source (an ES module) there is no `require`, so make one.
-  if (typeof require === 'function') return require('debug') as Factory;
-  return createRequire(import.meta.url)('debug') as Factory;
+  const factory = (typeof require === 'function' ? require('debug') : createRequire(import.meta.url)('debug')) as Factory & { log: (...args: unknown[]) => void };
+  // debug writes through process.stderr, which queues what a full pipe does
+  // not take; helpers end with _exit(2), which would drop that queue. Write
+  // synchronously instead (lib/output.ts).
+  const { format } = process.getBuiltinModule('node:util');
+  factory.log = (...args: unknown[]) => writeErr(format(...args) + '\n');
+  return factory;
 }
 
 export type Log = (format: string, ...args: unknown[]) => void;

@@ -5,9 +5,16 @@
 import { writeSync } from 'node:fs';
 import { HelperError } from './errors.ts';
 
+/** Writes all of `text` to fd (writeSync may write less, e.g. to a non-blocking pipe). */
+function writeAll(fd: number, text: string): void {
+  let buf = Buffer.from(text, 'utf8');
+  for (let i = 0; buf.length > 0 && i < 10_000; i++) buf = buf.subarray(writeSync(fd, buf));
+  if (buf.length > 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+}
+
 export function writeOut(text: string): void {
   try {
-    writeSync(1, text);
+    writeAll(1, text);
   } catch (err) {
     throw new HelperError(`cannot write to standard output: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'run the helper with a writable standard output');
   }
@@ -16,7 +23,7 @@ export function writeOut(text: string): void {
 /** Never throws: when stderr is gone there is nowhere left to say it, and the exit status still does. */
 export function writeErr(text: string): void {
   try {
-    writeSync(2, text);
+    writeAll(2, text);
   } catch {
     // nothing more to do
   }
