@@ -3,7 +3,7 @@
 // it runs the helper it was executed as (lib/executable.ts). Entry point only.
 // From source, run the helpers' own entry points (helpers/qemu-net-helper-vepa.ts, ...).
 import '../lib/harden.ts'; // first: see lib/harden.ts
-import { programFromExecutable } from '../lib/executable.ts';
+import { programFromExecutable, unknownExecutableMessage } from '../lib/executable.ts';
 import { runHelperAndExit } from '../lib/helper/main.ts';
 import { HELPER_PROGRAMS } from '../lib/helper/programs.ts';
 import { exitImmediately } from '../lib/libc.ts';
@@ -14,6 +14,6 @@ const program = HELPER_PROGRAMS.find((p) => p.name === name);
 if (program) {
   runHelperAndExit(program, process.argv.slice(2));
 } else {
-  writeErr(`qemu-net-helper: this executable runs as ${HELPER_PROGRAMS.map((p) => p.name).join(', ')}, and was executed as none of them; run it by one of those names\n`);
+  writeErr(`qemu-net-helper: ${unknownExecutableMessage(HELPER_PROGRAMS.map((p) => p.name))}\n`);
   exitImmediately(1);
 }

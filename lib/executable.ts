@@ -24,6 +24,11 @@ export function executableName(readlink: (path: string) => string = readlinkSync
   return path.slice(path.lastIndexOf('/') + 1).replace(/ \(deleted\)$/, '');
 }
 
+/** The one-line refusal (after "PROGRAM: ") when it was executed under none of `names`. */
+export function unknownExecutableMessage(names: readonly string[]): string {
+  return `this executable runs as ${names.join(', ')}, and was executed as none of them; run it by one of those names`;
+}
+
 /** The program among `names` this executable runs as, or undefined (one name: always that one). */
 export function programFromExecutable(names: readonly string[], readlink?: (path: string) => string): string | undefined {
   if (names.length === 1) return names[0];

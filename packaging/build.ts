@@ -269,7 +269,8 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     copyFileSync(base, exe);
     chmodSync(exe, 0o755);
     run([node.path, join(REPO, 'node_modules/postject/dist/cli.js'), exe, SEA_RESOURCE, blobPath, '--sentinel-fuse', SEA_FUSE], `${name}: postject`);
-    verifyExecutable(exe, name, { path: base, version: node.version }, blob, { koffiPath: opts.koffiPath, version: readVersion(), codeCache: codeCache ? 'accepted' : 'none' });
+    const version = readVersion();
+    verifyExecutable(exe, name, { path: base, version: node.version }, blob, { koffiPath: opts.koffiPath, version, codeCache: codeCache ? 'accepted' : 'none' });
     mkdirSync(opts.outDir, { recursive: true });
     const dest = join(opts.outDir, name);
     // Copied, not renamed (tmpdir may be another file system); written to a
@@ -283,7 +284,7 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
       linkSync(dest, link);
       // Each name must run as itself (the program is chosen by it).
       const first = run([link, '--version'], `${link} --version`).stdout.split('\n')[0];
-      if (first !== `${alias} ${readVersion()}`) throw new BuildError(`${link} --version printed ${JSON.stringify(first)}: it does not run as ${alias}`);
+      if (first !== `${alias} ${version}`) throw new BuildError(`${link} --version printed ${JSON.stringify(first)}: it does not run as ${alias}`);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     opts.log?.(`${names.join(', ')}: ${dest}${names.length > 1 ? ' and hard links' : ''} (${(statSync(dest).size / 2 ** 20).toFixed(1)} MiB, ${seconds.toFixed(1)} s)`);

@@ -22,7 +22,7 @@ if (process.env.NODE_V8_COVERAGE !== undefined) require('node:v8').stopCoverage(
 
 const { isSea } = require('node:sea');
 const { oneLine } = require('../lib/errors.ts');
-const { programFromExecutable } = require('../lib/executable.ts');
+const { programFromExecutable, unknownExecutableMessage } = require('../lib/executable.ts');
 // Synchronous writes: a closed stdout is an error at the call, not a crash later.
 const { writeErr, writeOut } = require('../lib/output.ts');
 const { VERSION } = require('../lib/version.ts');
@@ -40,7 +40,8 @@ function refuse(program, cause, fix) {
 if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
   refuse(PROGRAM ?? QNH_PROGRAMS[0], 'this executable was not built with its protective Node options', 'rebuild it with npm run package');
 } else if (PROGRAM === undefined) {
-  refuse('qemu-net-helper', `this executable runs as ${QNH_PROGRAMS.join(', ')}, and was executed as none of them`, 'run it by one of those names');
+  writeErr(`qemu-net-helper: ${unknownExecutableMessage(QNH_PROGRAMS)}\n`);
+  process.exitCode = 1;
 } else {
   if (process.channel) process.disconnect();
   const argv = process.argv.slice(2);

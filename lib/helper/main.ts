@@ -29,7 +29,7 @@ import { allocateLink, deleteLinkQuietly } from './allocate.ts';
 import { authorize, PolicyDenial, vhostAsGranted, type Authorization } from './authorize.ts';
 import { nssAccounts } from './accounts.ts';
 import { outputSocketFromArgv, parseHelperArgs, type CreateRequest, type HelperRequest } from './options.ts';
-import { collectStale, formatTable, listHelperLinks, listRows, releaseLink } from './ownership.ts';
+import { collectStale, formatTable, listHelperLinks, listRows, releaseLink, withLowerNames } from './ownership.ts';
 import type { HelperProgram } from './programs.ts';
 import { openQueueSet, type QueueSet } from './queues.ts';
 import { usage } from './usage.ts';
@@ -194,7 +194,7 @@ function maintain(nl: NetlinkSocket, req: Exclude<HelperRequest, CreateRequest>)
   const caller = callerIdentity();
   let output = '';
   if (req.action === 'list') {
-    const mine = listHelperLinks(nl, undefined, true).filter((hl) => caller.uid === 0 || hl.tag?.uid === caller.uid);
+    const mine = withLowerNames(nl, listHelperLinks(nl).filter((hl) => caller.uid === 0 || hl.tag?.uid === caller.uid));
     const rows = listRows(mine, Math.floor(Date.now() / 1000), (uid) => libc.userNameOf(uid) ?? String(uid));
     output = req.json ? JSON.stringify(rows, null, 2) + '\n' : formatTable(rows);
   } else if (req.action === 'release') {

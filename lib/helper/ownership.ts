@@ -20,23 +20,27 @@ export interface HelperLink extends HelperLinkView {
 
 /**
  * Every helper-made macvtap in this namespace, judged alive, stale or in
- * progress. Only macvtaps are listed (the kernel filters them); `lowerNames`
- * looks up the name of each lower device too (one request per device), which
- * only --list shows.
+ * progress. Only macvtaps are listed (the kernel filters them); lowerName is
+ * left unset (see withLowerNames).
  */
-export function listHelperLinks(nl: NetlinkSocket, proc: ProcessView = SYSTEM_PROCESSES, lowerNames = false): HelperLink[] {
-  const names = new Map<number, string | undefined>();
-  const lowerName = (index: number | undefined): string | undefined => {
-    if (!lowerNames || index === undefined) return undefined;
-    if (!names.has(index)) names.set(index, getLinkByIndex(nl, index)?.name);
-    return names.get(index);
-  };
+export function listHelperLinks(nl: NetlinkSocket, proc: ProcessView = SYSTEM_PROCESSES): HelperLink[] {
   const out: HelperLink[] = [];
   for (const link of listLinks(nl, 'macvtap')) {
     const view = judgeLink(link, proc);
-    if (view) out.push({ ...view, link, lowerName: lowerName(link.lowerIndex) });
+    if (view) out.push({ ...view, link, lowerName: undefined });
   }
   return out;
+}
+
+/** The links with their lower devices' names, one request per distinct device (only --list shows them). */
+export function withLowerNames(nl: NetlinkSocket, links: HelperLink[]): HelperLink[] {
+  const names = new Map<number, string | undefined>();
+  return links.map((hl) => {
+    const index = hl.link.lowerIndex;
+    if (index === undefined) return hl;
+    if (!names.has(index)) names.set(index, getLinkByIndex(nl, index)?.name);
+    return { ...hl, lowerName: names.get(index) };
+  });
 }
 
 /** Deletes a helper link; a passthru link's lower device gets its own MAC back if the kernel did not restore it. */

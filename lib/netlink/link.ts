@@ -117,6 +117,12 @@ export function getLinkByIndex(nl: NetlinkSocket, index: number): Link | undefin
   }
 }
 
+/** The payload of an RTM_GETLINK dump request, asking the kernel for links of `kind` only when given. */
+export function linkDumpRequest(kind?: string): Buffer {
+  const filter = kind === undefined ? [] : [attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, kind)])];
+  return Buffer.concat([ifinfo(0), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS), ...filter]);
+}
+
 /**
  * Every link in the socket's network namespace, or with `kind` only the links
  * of that kind ("macvtap"). The kernel filters by kind (IFLA_LINKINFO in the
@@ -126,9 +132,7 @@ export function getLinkByIndex(nl: NetlinkSocket, index: number): Link | undefin
  * as well.
  */
 export function listLinks(nl: NetlinkSocket, kind?: string): Link[] {
-  const filter = kind === undefined ? [] : [attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, kind)])];
-  const replies = nl.request(RTM_GETLINK, NLM_F_DUMP,
-    Buffer.concat([ifinfo(0), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS), ...filter]), `RTM_GETLINK dump${kind === undefined ? '' : ` kind ${kind}`}`);
+  const replies = nl.request(RTM_GETLINK, NLM_F_DUMP, linkDumpRequest(kind), `RTM_GETLINK dump${kind === undefined ? '' : ` kind ${kind}`}`);
   const links = replies.filter((m) => m.type === RTM_NEWLINK).map(parseLink);
   return kind === undefined ? links : links.filter((l) => l.kind === kind);
 }

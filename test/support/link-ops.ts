@@ -5,9 +5,8 @@
 //   node link-ops.ts get NAME
 //   node link-ops.ts list [KIND]
 //   node link-ops.ts dump-flags KIND   (the nlmsg_flags of each raw dump reply)
-import { IFLA_EXT_MASK, IFLA_INFO_KIND, IFLA_LINKINFO, NLM_F_DUMP, RTEXT_FILTER_SKIP_STATS, RTM_GETLINK, RTM_NEWLINK, AF_UNSPEC } from '../../lib/constants.ts';
-import { addMacvtap, getLinkByName, listLinks } from '../../lib/netlink/link.ts';
-import { attr, encodeIfInfoMsg } from '../../lib/netlink/wire.ts';
+import { NLM_F_DUMP, RTM_GETLINK, RTM_NEWLINK } from '../../lib/constants.ts';
+import { addMacvtap, getLinkByName, linkDumpRequest, listLinks } from '../../lib/netlink/link.ts';
 import { withNetlink } from '../../lib/netlink/socket.ts';
 import { parseMac } from '../../lib/mac.ts';
 import { MODE_VALUES, type ModeName } from '../../lib/modes.ts';
@@ -22,9 +21,7 @@ const result = withNetlink((nl) => {
   if (op === 'get') return getLinkByName(nl, a[0]!) ?? null;
   if (op === 'list') return listLinks(nl, a[0]);
   if (op === 'dump-flags') {
-    const payload = Buffer.concat([encodeIfInfoMsg({ family: AF_UNSPEC, type: 0, index: 0, flags: 0, change: 0 }),
-      attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS), attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, a[0]!)])]);
-    return nl.request(RTM_GETLINK, NLM_F_DUMP, payload, 'dump').filter((m) => m.type === RTM_NEWLINK).map((m) => m.flags);
+    return nl.request(RTM_GETLINK, NLM_F_DUMP, linkDumpRequest(a[0]), 'dump').filter((m) => m.type === RTM_NEWLINK).map((m) => m.flags);
   }
   throw new Error(`unknown op ${op}`);
 });
