@@ -12,6 +12,19 @@ export type Severity = 'warning' | 'notice' | 'info';
 const SEVERITY: Record<Severity, number> = { warning: 4, notice: 5, info: 6 };
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
+/**
+ * One audit field as `key=value`. A value made only of [A-Za-z0-9_.:,/@+-]
+ * is written bare, anything else as a JSON string; values a caller chose
+ * (names of devices, networks, pools and links, MACs, error texts) are always
+ * quoted. Either way no value can contain a space or an '=' outside quotes,
+ * so none can pass for a field of its own. Control characters become '?'.
+ */
+export function auditField(key: string, value: string, callerChosen = false): string {
+  const clean = value.replace(/[\x00-\x1f\x7f]/g, '?');
+  const bare = !callerChosen && clean !== '' && /^[A-Za-z0-9_.:,/@+-]*$/.test(clean);
+  return `${key}=${bare ? clean : JSON.stringify(clean)}`;
+}
+
 /** The RFC 3164 message a syslog daemon expects on /dev/log. Pure. */
 export function syslogMessage(tag: string, pid: number, severity: Severity, line: string, now = new Date()): Buffer {
   const pri = LOG_AUTHPRIV * 8 + SEVERITY[severity];

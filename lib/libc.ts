@@ -91,7 +91,6 @@ const c = {
   poll: libc.func('int poll(void *fds, uint64_t nfds, int timeout)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   fstat: libc.func('int fstat(int fd, void *statbuf)'),
-  mknod: libc.func('int mknod(const char *path, uint32_t mode, uint64_t dev)'),
   getuid: libc.func('uint32_t getuid()'),
   geteuid: libc.func('uint32_t geteuid()'),
   getgid: libc.func('uint32_t getgid()'),
@@ -286,10 +285,6 @@ export function fstat(fd: number): Stat {
   };
 }
 
-export function mknod(path: string, mode: number, dev: bigint): void {
-  check('mknod', c.mknod(path, mode, dev), path);
-}
-
 export function getuid(): number {
   return c.getuid();
 }
@@ -397,11 +392,19 @@ export function userNameOf(uid: number): string | undefined {
 
 /** capset(2) on the calling thread only: the kernel's capability sets are per thread. */
 export const capsetBinding = {
-  clearCallingThread(): void {
+  /** Sets the calling thread's effective and permitted sets (capability bit masks); inheritable becomes empty. */
+  setCallingThread(effective: bigint, permitted: bigint): void {
     const hdr = Buffer.alloc(8);
     hdr.writeUInt32LE(LINUX_CAPABILITY_VERSION_3, 0); // version; pid 0 = calling thread
-    const data = Buffer.alloc(24); // two struct __user_cap_data_struct, all sets empty
+    const data = Buffer.alloc(24); // two struct __user_cap_data_struct { effective, permitted, inheritable }
+    for (const [word, offset] of [[0n, 0], [32n, 12]] as const) {
+      data.writeUInt32LE(Number((effective >> word) & 0xffffffffn), offset);
+      data.writeUInt32LE(Number((permitted >> word) & 0xffffffffn), offset + 4);
+    }
     check('capset', c.capset(hdr, data));
+  },
+  clearCallingThread(): void {
+    capsetBinding.setCallingThread(0n, 0n);
   },
 };
 

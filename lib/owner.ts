@@ -27,11 +27,14 @@ export interface OwnerTag {
   created: number;
   /** For passthru with --mac: the lower device's own MAC, to restore on release. */
   lowerMac?: string | undefined;
+  /** The inode of the PID namespace `pid` is counted in (the helper's own): a pid means nothing in another one. */
+  pidns?: string | undefined;
 }
 
 export function encodeOwnerTag(t: OwnerTag): string {
   const parts = [TAG_PREFIX, `helper=${t.helper}`, `uid=${t.uid}`, `pid=${t.pid}`, `start=${t.start}`, `created=${t.created}`];
   if (t.lowerMac) parts.push(`lower_mac=${t.lowerMac}`);
+  if (t.pidns) parts.push(`pidns=${t.pidns}`);
   return parts.join(' ');
 }
 
@@ -54,7 +57,9 @@ export function decodeOwnerTag(alias: string | undefined): OwnerTag | undefined 
   const helper = kv.get('helper');
   const [uid, pid, start, created] = ['uid', 'pid', 'start', 'created'].map((k) => kv.get(k));
   if (!helper || ![uid, pid, start, created].every((v) => v !== undefined && DECIMAL.test(v))) return undefined;
-  return { helper, uid: Number(uid), pid: Number(pid), start: start!, created: Number(created), lowerMac: kv.get('lower_mac') };
+  const pidns = kv.get('pidns');
+  if (pidns !== undefined && !DECIMAL.test(pidns)) return undefined;
+  return { helper, uid: Number(uid), pid: Number(pid), start: start!, created: Number(created), lowerMac: kv.get('lower_mac'), pidns };
 }
 
 export function markGroup(creatorPid: number): number {
@@ -66,15 +71,24 @@ export function creatorFromGroup(group: number): number | undefined {
   return ((group & GROUP_MARK_MASK) >>> 0) === GROUP_MARK ? group & GROUP_PID_MASK : undefined;
 }
 
-/** What a process table can tell about a pid (from /proc in production). */
+/**
+ * What a process table can tell about a pid. 'unknown' is an answer of its
+ * own: a process this view cannot see (another PID namespace, /proc mounted
+ * with hidepid, an unreadable entry) may well be running, and a link is
+ * judged stale only when its owner is proven gone.
+ */
+export type ProcessState = { kind: 'running'; start: string } | { kind: 'gone' } | { kind: 'unknown' };
+
 export interface ProcessView {
-  /** Field 22 of /proc/PID/stat, or undefined if there is no such process. */
-  startTime(pid: number): string | undefined;
-  /** Whether a live process with this pid is a qemu-net-helper. */
-  isHelper(pid: number): boolean;
+  /** The process `pid` as counted in PID namespace `pidns` (undefined: the view's own). Zombies are gone. */
+  lookup(pid: number, pidns: string | undefined): ProcessState;
+  /** Whether a running `pid` executes the helper's own executable; 'unknown' when that cannot be read. */
+  isHelper(pid: number): boolean | 'unknown';
+  /** The real uid of a running `pid`, when it can be read. */
+  realUid(pid: number): number | undefined;
 }
 
-export type OwnerState = 'alive' | 'stale' | 'in-progress';
+export type OwnerState = 'alive' | 'stale' | 'in-progress' | 'unknown';
 
 export interface HelperLinkView {
   /** The tag, or undefined for a marked link whose helper never tagged it. */
@@ -84,14 +98,23 @@ export interface HelperLinkView {
   state: OwnerState;
 }
 
-/** Whether a link is ours, and if so whether its owner is alive. undefined: not a helper-made link. */
+/**
+ * Whether a link is ours, and if so whether its owner is alive. undefined:
+ * not a helper-made link. 'unknown' (the owner cannot be seen from here) is
+ * never collected. An untagged link is in progress while its creator runs
+ * the helper executable, or might (cannot be read): a process that merely
+ * calls itself qemu-net-helper does not keep it.
+ */
 export function judgeLink(link: { alias: string | undefined; group: number }, proc: ProcessView): HelperLinkView | undefined {
   const creator = creatorFromGroup(link.group);
   const tag = decodeOwnerTag(link.alias);
   if (tag) {
-    const alive = proc.startTime(tag.pid) === tag.start;
-    return { tag, creator: creator ?? 0, state: alive ? 'alive' : 'stale' };
+    const p = proc.lookup(tag.pid, tag.pidns);
+    const state: OwnerState = p.kind === 'unknown' ? 'unknown' : p.kind === 'running' && p.start === tag.start ? 'alive' : 'stale';
+    return { tag, creator: creator ?? 0, state };
   }
   if (creator === undefined) return undefined;
-  return { tag: undefined, creator, state: proc.isHelper(creator) ? 'in-progress' : 'stale' };
+  const p = proc.lookup(creator, undefined);
+  if (p.kind === 'gone') return { tag: undefined, creator, state: 'stale' };
+  return { tag: undefined, creator, state: p.kind === 'unknown' || proc.isHelper(creator) !== false ? 'in-progress' : 'stale' };
 }

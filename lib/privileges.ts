@@ -1,15 +1,22 @@
-// Privileged-run facts and the privilege drop.
+// Privileged-run facts, the confinement at start, the brackets that raise a
+// capability around one operation, and the final drop.
 //
-// A helper is installed setuid root or with file capabilities. Either way it
-// acts with privileges only for the privileged steps (creating the link,
-// opening its queues) and drops to the caller's real ids before it sends or
-// prints anything. The drop uses glibc's setgroups/setresgid/setresuid,
-// which apply to every thread of the process (Node runs several); capset()
-// and most prctl()s act on the calling thread only, so they are used only
-// where nothing else can do the job (see docs/security.md).
+// A helper is installed setuid root or with file capabilities. Both modes are
+// brought to one state on the first line of the run (confinePrivileges): the
+// caller's own uids, and on the main thread a permitted set of exactly
+// CAP_NET_ADMIN and CAP_DAC_OVERRIDE with nothing effective. Every other thread
+// of the process (Node runs several) has no capability at all. From then on a
+// capability is effective only inside withCapabilities(), around the
+// operation that needs it (docs/security.md maps each one), and the final
+// drop (dropPrivileges) empties the permitted set before anything is sent.
+//
+// glibc's setgroups/setresgid/setresuid apply to every thread; capset() and
+// most prctl()s act on the calling thread only. The uid change therefore
+// comes first, while every thread can still make it, and capset after it:
+// the other order makes glibc abort (a thread without CAP_SETUID fails).
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
-import { AT_SECURE, F_GETFD, O_RDWR, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_SET_NO_NEW_PRIVS, SIGUSR1 } from './constants.ts';
+import { AT_SECURE, CAP_DAC_OVERRIDE, CAP_NET_ADMIN, F_GETFD, O_RDWR, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGUSR1 } from './constants.ts';
 import * as libc from './libc.ts';
 
 
@@ -63,14 +70,73 @@ export function threadCapabilities(statusFd?: number): { effective: bigint; perm
 
 const capset = libc.capsetBinding;
 
+/** A capability as a bit mask, as capset(2) takes it. */
+export const capBit = (cap: number): bigint => 1n << BigInt(cap);
+export const NET_ADMIN = capBit(CAP_NET_ADMIN);
+export const DAC_OVERRIDE = capBit(CAP_DAC_OVERRIDE);
+/** Every capability a helper run uses: creating and deleting links, opening /dev/tapN and /dev/vhost-net (root's, mode 0600). */
+export const HELPER_CAPABILITIES = NET_ADMIN | DAC_OVERRIDE;
+
+/**
+ * The main thread's permitted set after confinePrivileges(), or undefined
+ * when the run was not confined (root, or nothing to confine): then
+ * withCapabilities() changes nothing.
+ */
+let confinedPermitted: bigint | undefined;
+
+/**
+ * The first privileged act of a run: makes setuid-root and file-capability
+ * installs the same. In setuid mode the uids become the caller's (with
+ * PR_SET_KEEPCAPS on the main thread only, so that it alone keeps its
+ * permitted set; every other thread loses everything); then the main thread
+ * keeps only HELPER_CAPABILITIES, none of them effective. Verified; throws if
+ * the result is not exactly that. Root callers are left as they are.
+ */
+export function confinePrivileges(): void {
+  const ruid = libc.getuid();
+  if (ruid === 0) return;
+  const [, euid, suid] = libc.getresuid();
+  if (euid !== ruid || suid !== ruid) {
+    libc.prctl(PR_SET_KEEPCAPS, 1);
+    libc.setresuid(ruid, ruid, ruid);
+    libc.prctl(PR_SET_KEEPCAPS, 0);
+  }
+  const keep = threadCapabilities().permitted & HELPER_CAPABILITIES;
+  capset.setCallingThread(0n, keep);
+  const uids = libc.getresuid();
+  const caps = threadCapabilities();
+  if (uids.some((u) => u !== ruid) || caps.effective !== 0n || caps.permitted !== keep) {
+    throw new Error(`confining privileges failed: uids ${uids.join(',')}, capabilities effective 0x${caps.effective.toString(16)} permitted 0x${caps.permitted.toString(16)}`);
+  }
+  confinedPermitted = keep;
+}
+
+/**
+ * Runs `fn` with `caps` effective on the calling (main) thread, and makes
+ * them ineffective again however `fn` ends. Capabilities the run does not
+ * hold are simply not raised: the operation then fails as it would for the
+ * caller. A no-op outside a confined run.
+ */
+export function withCapabilities<T>(caps: bigint, fn: () => T): T {
+  const permitted = confinedPermitted;
+  if (permitted === undefined || (caps & permitted) === 0n) return fn();
+  capset.setCallingThread(caps & permitted, permitted);
+  try {
+    return fn();
+  } finally {
+    capset.setCallingThread(0n, permitted);
+  }
+}
+
 /**
  * Drops to the caller's real ids and verifies it.
  * - Caller is root: nothing to drop.
- * - setuid root: setgroups, setresgid, setresuid to the caller's ids; the
- *   kernel then clears every thread's capabilities.
- * - file capabilities (ids already the caller's): clear the ambient set and
- *   the calling thread's capabilities with capset; the other threads keep
- *   theirs until exit (docs/security.md says why that is acceptable).
+ * - After confinePrivileges() (every helper run): the ids are already the
+ *   caller's, so only the main thread's capabilities are left to clear.
+ * - Otherwise (a run that was not confined), setuid root: setgroups,
+ *   setresgid, setresuid to the caller's ids; the kernel then clears every
+ *   thread's capabilities. File capabilities: clear the ambient set and the
+ *   calling thread's capabilities with capset.
  * Throws if any step fails or the result is not what was asked.
  */
 export function dropPrivileges(caller: Identity): void {
@@ -90,6 +156,7 @@ export function dropPrivileges(caller: Identity): void {
     }
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL);
     capset.clearCallingThread();
+    confinedPermitted = undefined;
     verifyDropped(caller, statusFd);
   } finally {
     closeSync(statusFd);

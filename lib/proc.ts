@@ -1,33 +1,113 @@
 // Facts about processes from /proc, for ownership of links.
+//
+// Only what cannot be forged by the process looked at: its start time (field
+// 22 of /proc/PID/stat), its state (a zombie is dead), the executable the
+// kernel runs for it (/proc/PID/exe), and which PID namespace pids are counted
+// in. Never its command line, which any process sets as it likes.
+//
+// "Cannot tell" is an answer of its own (see lib/owner.ts): /proc mounted with
+// hidepid makes other users' processes vanish (ENOENT, not EACCES), and a pid
+// recorded in another PID namespace names some other process here.
 
-import { readFileSync } from 'node:fs';
-import type { ProcessView } from './owner.ts';
+import { readFileSync, statSync } from 'node:fs';
+import type { ProcessState, ProcessView } from './owner.ts';
 
-/** Field 22 (starttime, clock ticks since boot) of /proc/PID/stat, or undefined when there is no such process. */
+/** Field 22 (starttime, clock ticks since boot) of /proc/PID/stat, or undefined when there is no such process or it is a zombie. */
 export function processStartTime(pid: number, proc = '/proc'): string | undefined {
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const s = processState(pid, proc, false);
+  return s.kind === 'running' ? s.start : undefined;
+}
+
+/**
+ * What /proc says of `pid` in this process's PID namespace. A missing entry
+ * is 'gone' only when /proc would show it (`hides` false: no hidepid, or
+ * root); otherwise 'unknown'.
+ */
+export function processState(pid: number, proc = '/proc', hides = procHidesOthers(proc)): ProcessState {
+  if (!Number.isInteger(pid) || pid <= 0) return { kind: 'gone' };
   let stat: string;
   try {
     stat = readFileSync(`${proc}/${pid}/stat`, 'latin1');
-  } catch {
-    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' && !hides ? { kind: 'gone' } : { kind: 'unknown' };
   }
   // comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  if (state === 'Z' || state === 'X' || state === 'x') return { kind: 'gone' };
   const start = fields[22 - 3];
-  return start !== undefined && /^[0-9]+$/.test(start) ? start : undefined;
+  return start !== undefined && /^[0-9]+$/.test(start) ? { kind: 'running', start } : { kind: 'unknown' };
 }
 
-/** Whether a live process with this pid runs a qemu-net-helper executable or script. */
-export function isHelperProcess(pid: number, proc = '/proc'): boolean {
+let hidesCache: boolean | undefined;
+
+/**
+ * Whether /proc here hides processes of other users from us: mounted with
+ * hidepid (1, 2, invisible, noaccess) or subset=pid, and we are not root.
+ */
+export function procHidesOthers(proc = '/proc'): boolean {
+  if (proc !== '/proc') return false;
+  if (hidesCache !== undefined) return hidesCache;
+  let hides = false;
+  if (process.geteuid?.() !== 0) {
+    try {
+      for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+        const [left, right] = line.split(' - ');
+        if (left?.split(' ')[4] !== '/proc' || !right) continue;
+        const options = right.split(' ')[2] ?? '';
+        hides = /(^|,)(hidepid=(1|2|invisible|noaccess)|subset=pid)(,|$)/.test(options);
+      }
+    } catch {
+      hides = true; // cannot tell: assume the narrower view
+    }
+  }
+  hidesCache = hides;
+  return hides;
+}
+
+/** The inode of our own PID namespace, as a decimal string (what an owner tag records as pidns=). */
+export function ownPidNamespace(): string | undefined {
   try {
-    return readFileSync(`${proc}/${pid}/cmdline`, 'latin1').includes('qemu-net-helper');
+    return String(statSync('/proc/self/ns/pid', { bigint: true }).ino);
   } catch {
-    return false;
+    return undefined;
+  }
+}
+
+let ownExe: { dev: bigint; ino: bigint } | undefined;
+
+/**
+ * Whether `pid` runs the same executable as we do (dev and inode of
+ * /proc/PID/exe), which is how a helper recognises another helper run.
+ * 'unknown' when the kernel will not say (another user's process that is
+ * not dumpable, as every privileged helper is).
+ */
+export function runsOurExecutable(pid: number, proc = '/proc'): boolean | 'unknown' {
+  try {
+    ownExe ??= statSync('/proc/self/exe', { bigint: true });
+    const st = statSync(`${proc}/${pid}/exe`, { bigint: true });
+    return st.dev === ownExe.dev && st.ino === ownExe.ino;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' && !procHidesOthers(proc) ? false : 'unknown';
   }
 }
 
 export const SYSTEM_PROCESSES: ProcessView = {
-  startTime: (pid) => processStartTime(pid),
-  isHelper: (pid) => isHelperProcess(pid),
+  lookup(pid, pidns) {
+    if (pidns !== undefined && pidns !== ownPidNamespace()) return { kind: 'unknown' };
+    return processState(pid);
+  },
+  isHelper: (pid) => runsOurExecutable(pid),
+  realUid: (pid) => realUidOf(pid),
 };
+
+/** The real uid of a running process (/proc/PID/status "Uid:"), or undefined when it cannot be read. */
+export function realUidOf(pid: number, proc = '/proc'): number | undefined {
+  try {
+    const m = /^Uid:\s+([0-9]+)\s/m.exec(readFileSync(`${proc}/${pid}/status`, 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}

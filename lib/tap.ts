@@ -1,27 +1,31 @@
 // Opening a queue of a macvtap, in a way that cannot be fooled into opening
-// something else.
+// something else, and without ever creating a filesystem object.
 //
 // The kernel names a macvtap's character device /dev/tap<ifindex>, but
 // ifindex is per network namespace while /dev is one devtmpfs for all of
 // them: /dev/tap4 may be the macvtap with ifindex 4 of *another* namespace,
-// and ours may have no node at all (see shared field notes). So:
-//   1. learn our device number from sysfs (which `ip netns exec` mounts for
+// and ours may have no node at all (docs/security.md, "Device nodes"). So the
+// helper chooses the new link's ifindex itself, one whose /dev/tap<ifindex>
+// does not exist yet (lib/helper/allocate.ts), and then:
+//   1. learns our device number from sysfs (which `ip netns exec` mounts for
 //      the namespace), after checking that sysfs describes our link;
-//   2. use /dev/tap<ifindex> only if lstat() shows a character device with
+//   2. uses /dev/tap<ifindex> only if lstat() shows a character device with
 //      exactly that number, opened without O_CREAT and without following links,
-//      and checked again with fstat() after the open;
-//   3. otherwise make a private node in a fresh root-only directory in /dev,
-//      open it and remove it at once.
+//      and checked again with fstat() after the open.
+// A node that is not ours is an error, never a reason to make one: a node
+// made by the helper could be kept (hard-linked) by whoever can reach its
+// directory, and reach a later link that gets the same device number.
 // The queue flags are then set (TUNSETIFF) and read back (TUNGETIFF).
 
 import { logger } from './log.ts';
-import { lstatSync, mkdtempSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import {
   O_RDWR, O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, S_IFMT, S_IFCHR, TUNSETIFF, TUNGETIFF, IFF_TAP, IFF_NO_PI,
   IFF_VNET_HDR, IFF_MULTI_QUEUE, IFREQ_SIZE, IFNAMSIZ, makedev, TUNGETVNETHDRSZ, TUNSETOFFLOAD,
   TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UFO, TUN_F_USO4, TUN_F_USO6,
 } from './constants.ts';
 import * as libc from './libc.ts';
+import { DAC_OVERRIDE, withCapabilities } from './privileges.ts';
 import { HelperError } from './errors.ts';
 import { ifnameProblem } from './names.ts';
 
@@ -44,8 +48,27 @@ const DEFAULT_PATHS: TapPaths = { sysClassNet: '/sys/class/net', dev: '/dev' };
 
 export interface OpenedQueue {
   fd: number;
-  /** 'dev' when /dev/tapN was ours, 'private-node' when we had to make a node. */
-  via: 'dev' | 'private-node';
+}
+
+/** The path of the character device the kernel makes for the macvtap with this ifindex. */
+export function tapNodePath(index: number, paths: TapPaths = DEFAULT_PATHS): string {
+  return `${paths.dev}/tap${index}`;
+}
+
+/** Whether anything at all is at /dev/tap<index> (a node of some namespace's link, or anything else). */
+export function tapNodeExists(index: number, paths: TapPaths = DEFAULT_PATHS): boolean {
+  try {
+    lstatSync(tapNodePath(index, paths));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    return true; // cannot tell: treat as taken
+  }
+}
+
+/** Whether /dev/tap<ifindex> is the character device of `link` itself (not another namespace's link). */
+export function tapNodeIsOurs(link: { name: string; index: number }, paths: TapPaths = DEFAULT_PATHS): boolean {
+  return sharedNodeProblem(tapNodePath(link.index, paths), tapDeviceNumber(link, paths)) === undefined;
 }
 
 /** Reads "MAJOR:MINOR" of the macvtap's char device from sysfs, after checking sysfs shows our link. */
@@ -76,7 +99,8 @@ function isCharDevice(mode: number, rdev: bigint, expected: bigint): boolean {
 const OPEN_FLAGS = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW;
 
 function openVerified(path: string, expected: bigint): number {
-  const fd = libc.open(path, OPEN_FLAGS);
+  // devtmpfs makes the node root's, mode 0600: CAP_DAC_OVERRIDE for the open only.
+  const fd = withCapabilities(DAC_OVERRIDE, () => libc.open(path, OPEN_FLAGS));
   try {
     const st = libc.fstat(fd);
     if (!isCharDevice(st.mode, st.rdev, expected)) {
@@ -89,39 +113,17 @@ function openVerified(path: string, expected: bigint): number {
   }
 }
 
-function openSharedNode(path: string, expected: bigint): number | undefined {
+/** Why `path` is not the character device `expected`, or undefined when it is. */
+function sharedNodeProblem(path: string, expected: bigint): string | undefined {
   let st;
   try {
     st = lstatSync(path, { bigint: true });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      debug('%s does not exist (its ifindex collides with a link in another namespace)', path);
-      return undefined;
-    }
-    throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return `${path} does not exist (its ifindex collides with a link in another namespace)`;
+    return `${path}: ${(err as Error).message}`;
   }
-  if (!isCharDevice(Number(st.mode), st.rdev, expected)) {
-    debug('%s is device %s, not ours (%s): it belongs to a link in another namespace', path, st.rdev, expected);
-    return undefined;
-  }
-  return openVerified(path, expected);
-}
-
-function openPrivateNode(devDir: string, expected: bigint): number {
-  // mkdtemp makes the directory 0700 with a name nobody can predict; /dev is
-  // root-owned, so nobody else can swap anything in between.
-  const dir = mkdtempSync(`${devDir}/.qemu-net-helper-`);
-  const node = `${dir}/tap`;
-  try {
-    libc.mknod(node, S_IFCHR | 0o600, expected);
-    try {
-      return openVerified(node, expected);
-    } finally {
-      unlinkSync(node);
-    }
-  } finally {
-    rmdirSync(dir);
-  }
+  if (!isCharDevice(Number(st.mode), st.rdev, expected)) return `${path} is not its character device (it belongs to a link in another namespace)`;
+  return undefined;
 }
 
 function setQueueFlags(fd: number, linkName: string, opts: TapQueueOptions): void {
@@ -148,21 +150,21 @@ export function readQueueInfo(fd: number): { name: string; flags: number } {
 /** Opens one queue of the macvtap `link` and sets its flags. The caller owns the fd. */
 export function openTapQueue(link: { name: string; index: number }, opts: TapQueueOptions, paths: TapPaths = DEFAULT_PATHS): OpenedQueue {
   const expected = tapDeviceNumber(link, paths);
-  const shared = `${paths.dev}/tap${link.index}`;
-  let fd = openSharedNode(shared, expected);
-  let via: OpenedQueue['via'] = 'dev';
-  if (fd === undefined) {
-    fd = openPrivateNode(paths.dev, expected);
-    via = 'private-node';
+  const path = tapNodePath(link.index, paths);
+  const problem = sharedNodeProblem(path, expected);
+  if (problem) {
+    throw new HelperError(`cannot open a queue of ${link.name}: ${problem}`,
+      'give the link an ifindex whose /dev/tapN is free (the helpers choose one themselves)');
   }
+  const fd = openVerified(path, expected);
   try {
     setQueueFlags(fd, link.name, opts);
   } catch (err) {
     libc.closeQuietly(fd);
     throw err;
   }
-  debug('opened a queue of %s (ifindex %d) via %s: fd %d', link.name, link.index, via, fd);
-  return { fd, via };
+  debug('opened a queue of %s (ifindex %d): fd %d', link.name, link.index, fd);
+  return { fd };
 }
 
 /** TUNGETVNETHDRSZ: the size of the virtio-net header this queue reads and writes. */

@@ -12,6 +12,7 @@ import {
   O_RDWR, O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, S_IFMT, S_IFCHR, VHOST_GET_FEATURES, MISC_MAJOR, VHOST_NET_MINOR, makedev,
 } from './constants.ts';
 import * as libc from './libc.ts';
+import { DAC_OVERRIDE, withCapabilities } from './privileges.ts';
 
 export type VhostMode = 'on' | 'off' | 'try';
 
@@ -25,7 +26,8 @@ export interface VhostOpener {
 
 /** Opens /dev/vhost-net, checking it is the vhost-net character device (10:238), not a planted file. */
 export function openVhostNetDevice(): number {
-  const fd = libc.open(VHOST_NET_PATH, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+  // Root's node (0600 or 0660 root:kvm): CAP_DAC_OVERRIDE for the open only.
+  const fd = withCapabilities(DAC_OVERRIDE, () => libc.open(VHOST_NET_PATH, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW));
   const st = libc.fstat(fd);
   if ((st.mode & S_IFMT) !== S_IFCHR || st.rdev !== makedev(MISC_MAJOR, VHOST_NET_MINOR)) {
     libc.closeQuietly(fd);

@@ -2,10 +2,17 @@
 // policy network or pool) to the lower devices the caller may use, each
 // resolved once to an ifindex and decided on by its canonical name.
 //
-// Root (real uid 0) may do anything and needs no policy, unless it names a
-// policy network or pool. Everyone else needs an allow rule and no deny rule
-// (lib/policy/decide.ts), in the network namespace the helper runs in.
+// Every device is decided by lib/policy/decide.ts, root included (real uid 0
+// may do anything there; root needs no policy file unless it names a policy
+// network or pool, and is then decided against an empty one). Devices the
+// kernel would not really use are refused here, before the policy: a
+// macvlan-type lower device, because the kernel silently re-parents a
+// macvtap made on one to *its* lower device, which the policy never saw; and
+// a wireless one, on which a macvtap cannot work.
+//
+// Pure but for lookups: netlink GETLINK and sysfs reads, with no privilege.
 
+import { existsSync } from 'node:fs';
 import { logger } from '../log.ts';
 import { HelperError, UsageError } from '../errors.ts';
 import type { ModeName } from '../modes.ts';
@@ -16,7 +23,6 @@ import type { Accounts } from '../policy/index.ts';
 import type { Identity } from '../privileges.ts';
 import { listVirtualFunctions } from '../sriov.ts';
 import type { VhostMode } from '../vhost.ts';
-import type { Candidates } from './allocate.ts';
 import type { CreateRequest } from './options.ts';
 import type { HelperProgram } from './programs.ts';
 
@@ -32,23 +38,44 @@ export interface AuthorizeContext {
   sysClassNet: string;
 }
 
-export interface Authorization {
-  /** The request as it will be carried out: with a network's mode. */
-  request: CreateRequest;
-  candidates: Candidates;
-  /** The audit line (key=value) of the decision on each allowed lower device, by ifindex. */
-  allowed: Map<number, string>;
-  /** Whether vhost-net fds may be handed over, per allowed lower device. */
-  vhostGranted: Map<number, boolean>;
-  /** Audit lines of the denials (pool members the policy refused). */
-  denials: string[];
+/** One lower device the caller may use, with everything the run needs to know about that choice. */
+export interface Candidate {
+  /** The device, as the kernel described it when it was decided on; used by ifindex from now on. */
+  lower: Link;
+  /** The decision's audit line (key=value). */
+  auditLine: string;
+  /** The vhost mode to carry out: 'try' without a vhost grant becomes 'off'. */
+  vhost: VhostMode;
 }
 
-/** Refused by the policy: the error the caller sees, and the audit lines of every refusal. */
+/** What was asked for, in the words messages use about a pool. */
+export interface PoolSummary {
+  /** How the pool is called in messages, with its verb: "pool a,b is", "the virtual functions of pf0 are". */
+  description: string;
+  /** Whether more than one device was asked for (a pool): then busy members are skipped, not errors. */
+  isPool: boolean;
+  /** Members that do not exist, that are not bound to a network driver, that cannot carry a macvtap (re-parented, wireless), that the policy refused. */
+  missing: number;
+  unusable: number;
+  refused: number;
+  denied: number;
+}
+
+export interface Authorization {
+  /** The mode to create: the request's, or its network's. */
+  mode: ModeName;
+  /** The allowed devices, in the order to try them. */
+  candidates: readonly Candidate[];
+  pool: PoolSummary;
+  /** Audit lines of the refusals (pool members the policy or the checks here refused). */
+  denials: readonly string[];
+}
+
+/** Refused: the error the caller sees, and the audit lines of every refusal. */
 export class PolicyDenial extends HelperError {
   readonly auditLines: string[];
-  constructor(decision: policy.Decision & { allow: false }, auditLines: string[]) {
-    super(decision.reason, decision.fix);
+  constructor(reason: string, fix: string, auditLines: string[]) {
+    super(reason, fix);
     this.name = 'PolicyDenial';
     this.auditLines = auditLines;
   }
@@ -60,10 +87,13 @@ interface Asked {
   isPool: boolean;
   unusable: number;
   mode: ModeName;
-  via: { kind: 'dev' } | { kind: 'network'; name: string } | { kind: 'pool'; name: string };
+  via: policy.Via;
   /** The PF whose VFs these are, when asked for by PF. */
   pf: string | undefined;
 }
+
+/** What root is decided against when it names no policy network or pool: nothing but decide()'s own "uid 0 may do anything". */
+const EMPTY_POLICY: policy.Policy = { files: [], networks: new Map(), pools: new Map(), rules: [], limits: [] };
 
 function requirePolicy(ctx: AuthorizeContext, what: string): policy.Policy {
   if (!ctx.policy) throw new HelperError(`${what} is defined in the policy, which was not loaded`, 'this is a bug: please report it');
@@ -73,7 +103,7 @@ function requirePolicy(ctx: AuthorizeContext, what: string): policy.Policy {
 /** What the request names, before any device is looked up. */
 function whatIsAsked(req: CreateRequest, ctx: AuthorizeContext): Asked {
   const t = req.target;
-  const base = { isPool: false, unusable: 0, mode: req.mode, via: { kind: 'dev' } as Asked['via'], pf: undefined };
+  const base = { isPool: false, unusable: 0, mode: req.mode, via: { kind: 'dev' } as policy.Via, pf: undefined };
   switch (t.kind) {
     case 'dev':
       return { ...base, names: [t.name], description: `${t.name} is` };
@@ -107,21 +137,41 @@ function vfsOf(pf: string, ctx: AuthorizeContext): { names: string[]; descriptio
   return { names, description: `the virtual functions of ${pf} are`, unusable: vfs.length - names.length };
 }
 
-/** decide() refuses 'on' without a vhost rule; 'try' without one quietly becomes 'off'. */
-export function vhostAsGranted(asked: VhostMode, granted: boolean): VhostMode {
-  return asked === 'try' && !granted ? 'off' : asked;
+/** Kinds the kernel re-parents: a macvtap created on one of these ends up on the device below it (drivers/net/macvlan.c). */
+export const REPARENTED_KINDS: ReadonlySet<string> = new Set(['macvlan', 'macvtap']);
+/** Kinds that cannot carry a macvlan at all but that a rule might name by mistake; refused with the same clarity. */
+const STACKED_KINDS: ReadonlySet<string> = new Set(['ipvlan', 'ipvtap']);
+
+/** Why the kernel would not put the macvtap on `lower` itself, or why it cannot work there; undefined when it can. */
+export function lowerDeviceProblem(lower: Link, sysClassNet: string): { reason: string; fix: string } | undefined {
+  if (lower.kind && REPARENTED_KINDS.has(lower.kind)) {
+    return {
+      reason: `${lower.name} is a ${lower.kind} device: the kernel would put the macvtap on the device below it instead, which is not what the policy decided on`,
+      fix: 'name the real lower device (ip -d link show shows it after "@")',
+    };
+  }
+  if (lower.kind && STACKED_KINDS.has(lower.kind)) {
+    return { reason: `${lower.name} is an ${lower.kind} device, which cannot carry a macvtap`, fix: 'name the real lower device' };
+  }
+  if (existsSync(`${sysClassNet}/${lower.name}/wireless`) || existsSync(`${sysClassNet}/${lower.name}/phy80211`)) {
+    return {
+      reason: `${lower.name} is a wireless device: a macvtap cannot work there, because the access point drops frames from MAC addresses that have not associated with it`,
+      fix: 'use a wired device, or give the guest a routed or NATed network (a tap on a bridge with routing, or QEMU user networking)',
+    };
+  }
+  return undefined;
 }
 
-/** Resolves and decides. Throws the policy's own refusal when nothing the caller asked for is allowed. */
+/** Resolves and decides. Throws the refusal when nothing the caller asked for is allowed. */
 export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeContext): Authorization {
   const asked = whatIsAsked(req, ctx);
+  const rules = ctx.policy ?? EMPTY_POLICY;
   const pfLink = asked.pf ? getLinkByName(nl, asked.pf) : undefined;
-  const lowers: Link[] = [];
-  const allowed = new Map<number, string>();
-  const vhostGranted = new Map<number, boolean>();
+  const candidates: Candidate[] = [];
   const denials: string[] = [];
   let missing = 0;
-  let firstDenial: (policy.Decision & { allow: false }) | undefined;
+  let refused = 0;
+  let firstRefusal: { reason: string; fix: string } | undefined;
 
   for (const name of asked.names) {
     const lower = getLinkByName(nl, name);
@@ -129,13 +179,6 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
       missing++;
       continue;
     }
-    if (ctx.caller.uid === 0) {
-      lowers.push(lower);
-      allowed.set(lower.index, `uid=0 gid=${ctx.caller.gid} program=${ctx.program.name} dev=${lower.name} mode=${asked.mode} queues=${req.queues} vhost=${req.vhost} result=allow rule=root`);
-      vhostGranted.set(lower.index, true);
-      continue;
-    }
-    const p = requirePolicy(ctx, 'the rule for this caller');
     const request: policy.PolicyRequest = {
       caller: { uid: ctx.caller.uid, gid: ctx.caller.gid, groups: ctx.caller.groups },
       program: ctx.program.name,
@@ -147,27 +190,32 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
       vhost: req.vhost,
       netns: ctx.netns,
     };
-    const d = policy.decide(p, request, ctx.accounts);
-    debug('%s: %s', lower.name, policy.auditLine(request, d));
-    if (!d.allow) {
-      firstDenial ??= d;
-      denials.push(policy.auditLine(request, d));
+    const problem = lowerDeviceProblem(lower, ctx.sysClassNet);
+    if (problem) {
+      refused++;
+      firstRefusal ??= problem;
+      denials.push(policy.auditLine(request, { allow: false, rule: undefined, reason: problem.reason, fix: problem.fix }));
       continue;
     }
-    lowers.push(lower);
-    allowed.set(lower.index, policy.auditLine(request, d));
-    vhostGranted.set(lower.index, d.vhost);
+    const d = policy.decide(rules, request, ctx.accounts);
+    const line = policy.auditLine(request, d);
+    debug('%s: %s', lower.name, line);
+    if (!d.allow) {
+      firstRefusal ??= d;
+      denials.push(line);
+      continue;
+    }
+    candidates.push({ lower, auditLine: line, vhost: req.vhost === 'try' && !d.vhost ? 'off' : req.vhost });
   }
 
-  if (lowers.length === 0) {
-    if (firstDenial) throw new PolicyDenial(firstDenial, denials);
+  if (candidates.length === 0) {
+    if (firstRefusal) throw new PolicyDenial(firstRefusal.reason, firstRefusal.fix, denials);
     if (!asked.isPool) throw new HelperError(`there is no network device named ${asked.names[0]} in this network namespace`, "check the name with 'ip link'");
   }
   return {
-    request: { ...req, mode: asked.mode },
-    candidates: { lowers, description: asked.description, isPool: asked.isPool, missing, unusable: asked.unusable, denied: denials.length },
-    allowed,
-    vhostGranted,
+    mode: asked.mode,
+    candidates,
+    pool: { description: asked.description, isPool: asked.isPool, missing, unusable: asked.unusable, refused, denied: denials.length - refused },
     denials,
   };
 }

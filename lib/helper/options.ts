@@ -11,7 +11,7 @@ import { MAX_TAP_QUEUES } from '../constants.ts';
 import { UsageError } from '../errors.ts';
 import { parseMac } from '../mac.ts';
 import type { ModeName } from '../modes.ts';
-import { checkIfname } from '../names.ts';
+import { checkCallerIfname, checkIfname } from '../names.ts';
 import { policyNameProblem } from '../policy/syntax.ts';
 import type { VhostMode } from '../vhost.ts';
 import type { HelperProgram } from './programs.ts';
@@ -213,7 +213,7 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
   }
 
   const macText = o.get('mac') as string | undefined;
-  const ifname = checkIfname('ifname', (o.get('ifname') as string | undefined) ?? DEFAULT_IFNAME_TEMPLATE, { template: true });
+  const ifname = checkCallerIfname('ifname', (o.get('ifname') as string | undefined) ?? DEFAULT_IFNAME_TEMPLATE);
 
   const config = o.get('config') as string | undefined;
   if (config !== undefined && !config.startsWith('/')) throw new UsageError(`--config=${JSON.stringify(config)} is not an absolute path`, 'give the policy file as an absolute path');

@@ -67,21 +67,45 @@ export interface CollectScope {
   uid: number | undefined;
   /** Only links on these lower ifindexes; undefined: all. */
   lowerIndexes?: ReadonlySet<number>;
+  /** At most this many deletions, and none after this time (Date.now() ms): a request's collection is bounded, bulk collection is the root timer's. */
+  maxLinks?: number;
+  deadline?: number;
 }
 
-/** Deletes the stale helper links in scope; returns what it deleted. */
-export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: ProcessView = SYSTEM_PROCESSES): HelperLink[] {
+/**
+ * Deletes the stale helper links in scope; returns what it deleted. Only a
+ * link judged 'stale' goes: its owner is proven gone ('unknown' never is).
+ * `links` is a listing made just before, when the caller has one.
+ */
+export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: ProcessView = SYSTEM_PROCESSES, links = listHelperLinks(nl, proc)): HelperLink[] {
   const removed: HelperLink[] = [];
-  for (const hl of listHelperLinks(nl, proc)) {
+  for (const hl of links) {
     if (hl.state !== 'stale') continue;
     // An untagged link has no recorded owner: only root's collection takes it.
     if (scope.uid !== undefined && hl.tag?.uid !== scope.uid) continue;
     if (scope.lowerIndexes && (hl.link.lowerIndex === undefined || !scope.lowerIndexes.has(hl.link.lowerIndex))) continue;
+    if (removed.length >= (scope.maxLinks ?? Infinity) || Date.now() > (scope.deadline ?? Infinity)) {
+      debug('collection budget spent: %d links deleted, the rest is left to --gc', removed.length);
+      break;
+    }
     if (!hl.tag && !stillUntagged(nl, hl)) continue;
     removeHelperLink(nl, hl);
     removed.push(hl);
   }
   return removed;
+}
+
+/**
+ * How many links `uid` holds: those tagged with it whose owner is not proven
+ * gone, and untagged ones in progress whose creating helper runs as `uid`.
+ */
+export function linksHeldBy(links: readonly HelperLink[], uid: number, proc: ProcessView = SYSTEM_PROCESSES): number {
+  let held = 0;
+  for (const hl of links) {
+    if (hl.state === 'stale') continue;
+    if (hl.tag ? hl.tag.uid === uid : proc.realUid(hl.creator) === uid) held++;
+  }
+  return held;
 }
 
 /**

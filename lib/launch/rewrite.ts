@@ -19,7 +19,7 @@
 
 import { UsageError } from '../errors.ts';
 import { BRIDGE_HELPER, PASSTHROUGH_HELPER, VEPA_HELPER } from '../helper/programs.ts';
-import { ifnameProblem } from '../names.ts';
+import { callerIfnameProblem, CALLER_IFNAME_PREFIX, ifnameProblem } from '../names.ts';
 import { policyNameProblem } from '../policy/syntax.ts';
 
 /** QEMU 7.2's options that take no argument (qemu-options.hx, every target); all others take one. */
@@ -326,8 +326,8 @@ function macvtapRequest(option: QemuOption, kv: Keyval, form: 'netdev' | 'net', 
 
   const ifname = keys.get('ifname');
   if (ifname !== undefined) {
-    const problem = ifnameProblem(ifname, { template: true });
-    if (problem) throw new UsageError(`${where}: ifname=${ifname} ${problem}`, "give an interface name of at most 15 characters, or a template such as vm1tap%d");
+    const problem = callerIfnameProblem(ifname);
+    if (problem) throw new UsageError(`${where}: ifname=${ifname} ${problem}`, `give a name of at most 15 characters that starts with ${CALLER_IFNAME_PREFIX}, or a template such as ${CALLER_IFNAME_PREFIX}vm1_%d`);
     args.push(`--ifname=${ifname}`);
   }
 

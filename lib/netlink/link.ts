@@ -2,7 +2,7 @@
 // Knows the shape of RTM_*LINK messages; knows nothing of policy or helpers.
 
 import {
-  AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_ECHO, NLM_F_DUMP,
+  AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_DUMP,
   IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE,
   IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP,
 } from '../constants.ts';
@@ -66,10 +66,20 @@ export function parseLink(msg: NetlinkMessage): Link {
     lowerIndex: lower ? attrU32(lower) : undefined,
     kind,
     macvlanMode,
-    alias: alias ? attrString(alias) : undefined,
+    alias: alias ? aliasText(alias) : undefined,
     group: group ? attrU32(group) : 0,
     altNames,
   };
+}
+
+/**
+ * An alias as text. Other tools may set any bytes there; one that is not
+ * valid UTF-8 comes back with U+FFFD in place of the bad bytes, so it can
+ * never decode as an owner tag (lib/owner.ts) and never fails a listing.
+ */
+function aliasText(a: Attribute): string {
+  const nul = a.value.indexOf(0);
+  return a.value.subarray(0, nul < 0 ? a.value.length : nul).toString('utf8');
 }
 
 function collectAltNames(attributes: Attribute[], out: string[]): void {
@@ -140,6 +150,8 @@ export function listLinks(nl: NetlinkSocket, kind?: string): Link[] {
 export interface MacvtapSpec {
   /** ifindex of the lower device. */
   lowerIndex: number;
+  /** The ifindex the new link gets: chosen by the caller, so that the link can be found again without the kernel's echo. */
+  index: number;
   /** A name or a template with one %d (the kernel picks the number, race-free). */
   name: string;
   /** A MACVLAN_MODE_* value. */
@@ -148,16 +160,21 @@ export interface MacvtapSpec {
   mac?: Buffer;
   /** Bring the link up as it is created. */
   up?: boolean;
-  /** Device group, set atomically with the creation (unlike the alias, which the kernel ignores on create). */
-  group?: number;
-  /** Ask the kernel to echo the new link (6.2+). false forces the fallback lookup, for tests. */
-  echo?: boolean;
+  /** Device group, set atomically with the creation (unlike the alias, which the kernel ignores on create): the creator's mark. */
+  group: number;
 }
 
 /**
- * Creates a macvtap and returns the kernel's view of it. The name and index
- * come from the NLM_F_ECHO reply on kernels that send one (6.2+); before
- * that, from a lookup for the one macvtap on the lower device with our MAC.
+ * Creates a macvtap with the ifindex the caller chose and returns the kernel's
+ * view of it. The link is found again by that index, and recognised by its
+ * group, which the kernel applies atomically at creation: this works on every
+ * kernel, whatever the name and mode. (NLM_F_ECHO would return the new link,
+ * but only kernels 6.2 and later honour it on RTM_NEWLINK: Debian 12's 6.1
+ * sends nothing back.)
+ *
+ * A taken index makes the kernel answer EEXIST (the index names an existing
+ * link) or EBUSY (taken in a race): callers that choose indexes at random
+ * check with getLinkByIndex and choose again.
  */
 export function addMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
   const flags = spec.up ? IFF_UP : 0;
@@ -168,32 +185,16 @@ export function addMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
       attr.string(IFLA_INFO_KIND, 'macvtap'),
       attr.nested(IFLA_INFO_DATA, [attr.u32(IFLA_MACVLAN_MODE, spec.mode)]),
     ]),
+    attr.u32(IFLA_GROUP, spec.group),
   ];
   if (spec.mac) attributes.push(attr.bytes(IFLA_ADDRESS, spec.mac));
-  if (spec.group !== undefined) attributes.push(attr.u32(IFLA_GROUP, spec.group));
-  const echo = spec.echo ?? true;
-  const replies = nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | (echo ? NLM_F_ECHO : 0),
-    Buffer.concat([ifinfo(0, flags, flags), ...attributes]),
-    `RTM_NEWLINK macvtap ${spec.name} on ifindex ${spec.lowerIndex}`);
-  const echoed = replies.find((m) => m.type === RTM_NEWLINK);
-  if (echoed) return parseLink(echoed);
-  return findCreatedMacvtap(nl, spec);
-}
-
-function findCreatedMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
-  if (!spec.name.includes('%')) {
-    const link = getLinkByName(nl, spec.name);
-    if (link) return link;
+  nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([ifinfo(spec.index, flags, flags), ...attributes]),
+    `RTM_NEWLINK macvtap ${spec.name} index ${spec.index} on ifindex ${spec.lowerIndex}`);
+  const link = getLinkByIndex(nl, spec.index);
+  if (!link || link.group !== spec.group || link.kind !== 'macvtap') {
+    throw new Error(`the macvtap just created with ifindex ${spec.index} is gone, or another link has that index now`);
   }
-  if (!spec.mac) {
-    throw new Error('this kernel does not echo new links (before 6.2); a MAC is needed to find the created macvtap');
-  }
-  const mac = macToString(spec.mac);
-  const matches = listLinks(nl, 'macvtap').filter((l) => l.lowerIndex === spec.lowerIndex && l.mac === mac);
-  if (matches.length !== 1) {
-    throw new Error(`cannot tell which macvtap was created: ${matches.length} macvtaps on ifindex ${spec.lowerIndex} have MAC ${mac}`);
-  }
-  return matches[0]!;
+  return link;
 }
 
 /** Sets a link's hardware address (RTM_NEWLINK on an existing link). */

@@ -54,23 +54,35 @@ function sockaddrNl(pid: number): Buffer {
   return addr;
 }
 
+/**
+ * Runs an operation with a capability raised (lib/privileges.ts
+ * withCapabilities, bound to CAP_NET_ADMIN). The kernel checks rtnetlink
+ * requests against the capabilities of the socket's opener and of the task
+ * that sends, so a privileged socket raises it for both.
+ */
+export type PrivilegeBracket = <T>(fn: () => T) => T;
+const unprivileged: PrivilegeBracket = (fn) => fn();
+
 export class NetlinkSocket {
   readonly fd: number;
   /** The port id the kernel assigned to this socket at bind time. */
   readonly portId: number;
   private seq: number;
   private closed = false;
+  private readonly privileged: PrivilegeBracket;
 
-  private constructor(fd: number, portId: number) {
+  private constructor(fd: number, portId: number, privileged: PrivilegeBracket) {
     this.fd = fd;
     this.portId = portId;
+    this.privileged = privileged;
     // Start from a value unlikely to match a stale reply addressed to a
     // previous owner of this port id.
     this.seq = (Date.now() & 0x7fffffff) >>> 0;
   }
 
-  static open(): NetlinkSocket {
-    const fd = libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  /** A socket; with `privileged`, one that raises a capability to open and around every request it sends. */
+  static open(privileged: PrivilegeBracket = unprivileged): NetlinkSocket {
+    const fd = privileged(() => libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
     try {
       libc.setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
       const timeout = Buffer.alloc(16); // struct timeval { time_t tv_sec; suseconds_t tv_usec }
@@ -81,7 +93,7 @@ export class NetlinkSocket {
       libc.getsockname(fd, addr);
       const portId = addr.readUInt32LE(4);
       debug('opened socket fd=%d port=%d', fd, portId);
-      return new NetlinkSocket(fd, portId);
+      return new NetlinkSocket(fd, portId, privileged);
     } catch (err) {
       libc.closeQuietly(fd);
       throw err;
@@ -108,7 +120,8 @@ export class NetlinkSocket {
     const reqFlags = NLM_F_REQUEST | flags | (isDump ? 0 : NLM_F_ACK);
     const packet = encodeMessage({ type, flags: reqFlags, seq, pid: this.portId, payload });
     debug('send %s type=%d flags=0x%s seq=%d len=%d', what, type, reqFlags.toString(16), seq, packet.length);
-    libc.sendto(this.fd, packet, 0, sockaddrNl(0));
+    // The kernel acts on the request inside sendto, as the sender: only that needs the capability.
+    this.privileged(() => libc.sendto(this.fd, packet, 0, sockaddrNl(0)));
 
     const replies: NetlinkMessage[] = [];
     const buffer = Buffer.alloc(RECEIVE_BUFFER);
@@ -179,8 +192,8 @@ export class NetlinkSocket {
 }
 
 /** Runs `fn` with a fresh socket that is closed afterwards, whatever happens. */
-export function withNetlink<T>(fn: (nl: NetlinkSocket) => T): T {
-  const nl = NetlinkSocket.open();
+export function withNetlink<T>(fn: (nl: NetlinkSocket) => T, privileged?: PrivilegeBracket): T {
+  const nl = NetlinkSocket.open(privileged);
   try {
     return fn(nl);
   } finally {

@@ -15,8 +15,9 @@
 import type { ModeName } from '../modes.ts';
 import type { Accounts } from './accounts.ts';
 import type { NetnsIdentity } from './netns.ts';
-import { ALL_MODES, MAX_QUEUES } from './syntax.ts';
-import { formatWhere, type AccountRef, type NetnsSpec, type NetworkDef, type Policy, type PoolDef, type Rule } from './types.ts';
+import { ALL_MODES, DEFAULT_LINK_LIMIT, MAX_QUEUES } from './syntax.ts';
+import { formatWhere, type AccountRef, type LimitDef, type NetnsSpec, type NetworkDef, type Policy, type PoolDef, type Rule, type Subject, type Where } from './types.ts';
+import { auditField } from '../audit.ts';
 import { HelperError } from '../errors.ts';
 
 /** The process asking: getuid(), getgid(), getgroups(). `name` is for messages only. */
@@ -121,7 +122,7 @@ function accountMatches(ref: AccountRef, kind: 'user' | 'group', ids: readonly n
   return { match: id !== undefined && ids.includes(id) };
 }
 
-function subjectMatches(rule: Rule, caller: Caller, accounts: Accounts): SubjectMatch {
+function subjectMatches(rule: { subject: Subject }, caller: Caller, accounts: Accounts): SubjectMatch {
   const s = rule.subject;
   if (s.kind === 'everyone') return { match: true };
   const ids = s.kind === 'user' ? [caller.uid] : [caller.gid, ...caller.groups];
@@ -241,6 +242,40 @@ function viaProblem(policy: Policy, req: PolicyRequest): { reason: string; fix: 
   return undefined;
 }
 
+/** How many links a user may hold at once, and which statement says so (undefined: the built-in default). */
+export interface LinkLimit {
+  links: number;
+  where: Where | undefined;
+}
+
+const SPECIFICITY: Record<Subject['kind'], number> = { user: 2, group: 1, everyone: 0 };
+
+/**
+ * The limit on links held at once that applies to `caller`; undefined for
+ * root, who has none. The most specific statement that names the caller
+ * wins (user, then group, then everyone); among equally specific ones, the
+ * largest, so that a limit raised for one of a user's groups holds for them.
+ * A statement whose names cannot be looked up does not apply. Without any,
+ * DEFAULT_LINK_LIMIT.
+ */
+export function linkLimit(policy: Policy, caller: Caller, accounts: Accounts): LinkLimit | undefined {
+  if (caller.uid === 0) return undefined;
+  let best: LimitDef | undefined;
+  for (const def of policy.limits) {
+    const m = subjectMatches(def, caller, accounts);
+    if ('error' in m || !m.match) continue;
+    const rank = SPECIFICITY[def.subject.kind];
+    const bestRank = best ? SPECIFICITY[best.subject.kind] : -1;
+    if (rank > bestRank || (rank === bestRank && def.links > best!.links)) best = def;
+  }
+  return best ? { links: best.links, where: best.where } : { links: DEFAULT_LINK_LIMIT, where: undefined };
+}
+
+/** Where a limit comes from, for messages: "the limit at FILE:LINE" or "the built-in default". */
+export function describeLimit(limit: LinkLimit): string {
+  return limit.where ? `the limit at ${formatWhere(limit.where)}` : 'the built-in default (no limit statement in the policy covers you)';
+}
+
 /**
  * Decides a request. Deny rules are checked first and any match refuses;
  * then the first allow rule (in file order) that covers everything allows.
@@ -305,27 +340,23 @@ export function denialError(decision: Decision & { allow: false }): HelperError 
   return new HelperError(decision.reason, decision.fix);
 }
 
-function auditValue(v: string): string {
-  const clean = v.replace(/[\x00-\x1f\x7f]/g, '?');
-  return /^[A-Za-z0-9_.:,/@+-]*$/.test(clean) && clean !== '' ? clean : JSON.stringify(clean);
-}
-
-/** One key=value line for syslog: caller, program, device, mode, queues, vhost, result, rule or reason. */
+/** One key=value line for syslog: caller, program, device, mode, queues, vhost, result, rule or reason (lib/audit.ts auditField). */
 export function auditLine(req: PolicyRequest, decision: Decision): string {
-  const fields: Array<[string, string]> = [
-    ['uid', String(req.caller.uid)],
-    ['gid', String(req.caller.gid)],
-    ['program', req.program],
-    ['dev', req.dev.name],
-    ['via', req.via.kind === 'dev' ? 'dev' : `${req.via.kind}:${req.via.name}`],
-    ['mode', req.mode],
-    ['queues', String(req.queues)],
-    ['vhost', req.vhost],
-    ['netns', req.netns.isInitial ? 'host' : req.netns.names.length ? req.netns.names.join(',') : 'other'],
-    ['result', decision.allow ? 'allow' : 'deny'],
+  const fields: string[] = [
+    auditField('uid', String(req.caller.uid)),
+    auditField('gid', String(req.caller.gid)),
+    auditField('program', req.program),
+    auditField('dev', req.dev.name, true),
+    req.via.kind === 'dev' ? auditField('via', 'dev') : auditField('via', `${req.via.kind}:${req.via.name}`, true),
+    auditField('mode', req.mode),
+    auditField('queues', String(req.queues)),
+    auditField('vhost', req.vhost),
+    auditField('netns', req.netns.isInitial ? 'host' : req.netns.names.length ? req.netns.names.join(',') : 'other'),
+    auditField('result', decision.allow ? 'allow' : 'deny'),
   ];
-  if (decision.allow) fields.push(['vhost_granted', decision.vhost ? '1' : '0']);
-  if (decision.rule) fields.push(['rule', formatWhere(decision.rule.where)]);
-  if (!decision.allow) fields.push(['reason', decision.reason]);
-  return fields.map(([k, v]) => `${k}=${auditValue(v)}`).join(' ');
+  if (decision.allow) fields.push(auditField('vhost_granted', decision.vhost ? '1' : '0'));
+  if (decision.rule) fields.push(auditField('rule', formatWhere(decision.rule.where)));
+  else if (decision.allow && req.caller.uid === 0) fields.push(auditField('rule', 'root'));
+  if (!decision.allow) fields.push(auditField('reason', decision.reason));
+  return fields.join(' ');
 }

@@ -19,16 +19,17 @@
 import type { ModeName } from '../modes.ts';
 import {
   includePathProblem, isMode, netnsNameProblem, parseAccountWord, parsePolicyNumber, policyIfnameProblem, policyNameProblem,
-  MAX_QUEUES, QUALIFIER_WORDS, RESERVED_WORDS, SUBJECT_WORDS, TARGET_WORDS,
+  MAX_LINK_LIMIT, MAX_QUEUES, QUALIFIER_WORDS, RESERVED_WORDS, SUBJECT_WORDS, TARGET_WORDS,
 } from './syntax.ts';
-import type { AccountRef, NetnsSpec, NetworkDef, Policy, PolicyProblem, PoolDef, Rule, Subject, Target, Where } from './types.ts';
+import type { AccountRef, LimitDef, NetnsSpec, NetworkDef, Policy, PolicyProblem, PoolDef, Rule, Subject, Target, Where } from './types.ts';
 import { formatWhere } from './types.ts';
 
 export type Statement =
   | { kind: 'include'; path: string; where: Where }
   | { kind: 'network'; def: NetworkDef }
   | { kind: 'pool'; def: PoolDef }
-  | { kind: 'rule'; rule: Rule };
+  | { kind: 'rule'; rule: Rule }
+  | { kind: 'limit'; def: LimitDef };
 
 export const MAX_LINE_BYTES = 4096;
 
@@ -280,6 +281,24 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
   };
 }
 
+function parseLimit(w: Words): Statement {
+  const usage = `write limit [user NAME | group NAME | everyone] links N, N from 0 to ${MAX_LINK_LIMIT}`;
+  const first = w.peek();
+  let subject: Subject = { kind: 'everyone' };
+  if (first === 'user' || first === 'group') {
+    w.next();
+    subject = { kind: first, refs: accountRefs(w.need(`a ${first} name`, usage), first) };
+  } else if (first === 'everyone') {
+    w.next();
+  }
+  const word = w.need('"links"', usage);
+  if (word !== 'links') fail(`expected "links" in a limit, not ${q(word)}`, usage);
+  const v = w.need('a number', usage);
+  const links = parsePolicyNumber(v, 0, MAX_LINK_LIMIT) ?? fail(`links ${q(v)} is not a whole number from 0 to ${MAX_LINK_LIMIT}`, usage);
+  w.end('limit ... links N');
+  return { kind: 'limit', def: { subject, links, where: w.where } };
+}
+
 function parseStatement(w: Words): Statement {
   const keyword = w.next()!;
   switch (keyword) {
@@ -292,8 +311,10 @@ function parseStatement(w: Words): Statement {
     case 'allow':
     case 'deny':
       return parseRule(w, keyword);
+    case 'limit':
+      return parseLimit(w);
     default:
-      return fail(`unknown statement ${q(keyword)}`, 'a line starts with allow, deny, include, network or pool');
+      return fail(`unknown statement ${q(keyword)}`, 'a line starts with allow, deny, include, network, pool or limit');
   }
 }
 
@@ -349,8 +370,10 @@ export function assemblePolicy(statements: readonly Statement[], files: readonly
   const networks = new Map<string, NetworkDef>();
   const pools = new Map<string, PoolDef>();
   const rules: Rule[] = [];
+  const limits: LimitDef[] = [];
   const problems: PolicyProblem[] = [];
   for (const s of statements) {
+    if (s.kind === 'limit') limits.push(s.def);
     if (s.kind === 'network' || s.kind === 'pool') {
       const map: Map<string, NetworkDef | PoolDef> = s.kind === 'network' ? networks : pools;
       const existing = map.get(s.def.name);
@@ -374,5 +397,5 @@ export function assemblePolicy(statements: readonly Statement[], files: readonly
       }
     }
   }
-  return { policy: { files: [...files], networks, pools, rules }, problems };
+  return { policy: { files: [...files], networks, pools, rules, limits }, problems };
 }

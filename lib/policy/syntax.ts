@@ -3,9 +3,9 @@
 // line (--network=NAME, --pool=NAME), so a name means the same in both places.
 
 import { MODE_VALUES, type ModeName } from '../modes.ts';
-import { ifnameProblem } from '../names.ts';
+import { CALLER_IFNAME_PREFIX, ifnameProblem, isCallerIfnameSpace } from '../names.ts';
 
-export const STATEMENT_WORDS = ['allow', 'deny', 'include', 'network', 'pool'] as const;
+export const STATEMENT_WORDS = ['allow', 'deny', 'include', 'network', 'pool', 'limit'] as const;
 export const SUBJECT_WORDS = ['user', 'group', 'everyone'] as const;
 export const TARGET_WORDS = ['all', 'dev', 'network', 'pool'] as const;
 export const QUALIFIER_WORDS = ['mode', 'queues', 'vhost', 'netns'] as const;
@@ -16,6 +16,10 @@ export const RESERVED_WORDS: ReadonlySet<string> = new Set<string>([
 ]);
 
 export const MAX_QUEUES = 256;
+/** The most links a limit statement may grant one user (far more than any host can serve). */
+export const MAX_LINK_LIMIT = 100_000;
+/** What one user may hold at once when no limit statement covers them. */
+export const DEFAULT_LINK_LIMIT = 16;
 export const MAX_ACCOUNT_NAME_BYTES = 256;
 export const MAX_POLICY_NAME_BYTES = 64;
 export const MAX_NETNS_NAME_BYTES = 255;
@@ -31,7 +35,12 @@ export function isMode(word: string): word is ModeName {
 
 /** Why `name` cannot be a device name in the policy, or undefined (the rules of lib/names.ts). */
 export function policyIfnameProblem(name: string): string | undefined {
-  return ifnameProblem(name);
+  return ifnameProblem(name) ?? reservedPrefixProblem(name);
+}
+
+/** Names callers give their links start with CALLER_IFNAME_PREFIX: no policy name may, so none can be mistaken for the other. */
+function reservedPrefixProblem(name: string): string | undefined {
+  return isCallerIfnameSpace(name) ? `starts with "${CALLER_IFNAME_PREFIX}", which is reserved for the links helpers make (a rule cannot name one)` : undefined;
 }
 
 const POLICY_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -43,7 +52,7 @@ export function policyNameProblem(name: string): string | undefined {
   if (bytes > MAX_POLICY_NAME_BYTES) return `is ${bytes} bytes long; at most ${MAX_POLICY_NAME_BYTES} are allowed`;
   if (!POLICY_NAME.test(name)) return 'may contain only letters, digits, "_", "." and "-", and must not start with "." or "-"';
   if (name === 'all') return 'is the reserved word "all"';
-  return undefined;
+  return reservedPrefixProblem(name);
 }
 
 const ACCOUNT_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/;

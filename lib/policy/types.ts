@@ -59,6 +59,16 @@ export interface PoolDef {
   where: Where;
 }
 
+/**
+ * `limit [user NAMES | group NAMES | everyone] links N`: how many links one
+ * user may hold at once, across every helper and device.
+ */
+export interface LimitDef {
+  subject: Subject;
+  links: number;
+  where: Where;
+}
+
 export interface Policy {
   /** Every file read, in the order read (the top-level file first). */
   files: readonly string[];
@@ -66,6 +76,8 @@ export interface Policy {
   pools: ReadonlyMap<string, PoolDef>;
   /** Every allow and deny rule, in file order with includes expanded in place. */
   rules: readonly Rule[];
+  /** Every limit statement, in file order. */
+  limits: readonly LimitDef[];
 }
 
 /** One thing wrong with a policy: where (when known), what, and what to do. */

@@ -14,29 +14,36 @@ else {
     return JSON.parse(execFileSync(ns.exec[0]!, [...ns.exec.slice(1), process.execPath, `${REPO}test/support/link-ops.ts`, ...args], { encoding: 'utf8' }));
   }
 
-  t.test('addMacvtap learns the new link from the echo and from the pre-6.2 fallback alike', async (t) => {
+  t.test('addMacvtap gives the link the ifindex and group asked for, and finds it by them (no echo needed)', async (t) => {
     const ns = createNetns(t, 'linkapi');
     addVethPair(ns);
     const lowerIndex = ns.link('v0')?.ifindex;
-    const echoed = linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'vepa', '52:54:00:11:00:01', '1');
-    const fallback = linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'bridge', '52:54:00:11:00:02', '0');
-    for (const [link, mode, mac] of [[echoed, MACVLAN_MODE_VEPA, '52:54:00:11:00:01'], [fallback, MACVLAN_MODE_BRIDGE, '52:54:00:11:00:02']] as const) {
+    const base = 0x200000 + (process.pid % 100_000) * 4;
+    const a = linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'vepa', '52:54:00:11:00:01', String(base), String(0x51000000 + 11));
+    const b = linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'bridge', '52:54:00:11:00:02', String(base + 1), String(0x51000000 + 12));
+    for (const [link, mode, mac, index, group] of [[a, MACVLAN_MODE_VEPA, '52:54:00:11:00:01', base, 0x51000000 + 11], [b, MACVLAN_MODE_BRIDGE, '52:54:00:11:00:02', base + 1, 0x51000000 + 12]] as const) {
       const kernel = ns.link(link.name);
       t.ok(kernel, `${link.name} exists`);
-      t.equal(link.index, kernel?.ifindex, 'ifindex as the kernel says');
+      t.equal(link.index, index, 'the ifindex asked for');
+      t.equal(kernel?.ifindex, index, 'as the kernel says');
+      t.equal(link.group, group, 'the group asked for, applied at creation');
       t.equal(link.kind, 'macvtap');
       t.equal(link.macvlanMode, mode);
       t.equal(link.mac, mac);
       t.equal(link.lowerIndex, lowerIndex);
     }
-    t.not(echoed.name, fallback.name);
+    t.not(a.name, b.name);
+    const taken = spawnSync(ns.exec[0]!, [...ns.exec.slice(1), process.execPath, `${REPO}test/support/link-ops.ts`, 'add-macvtap', 'v0', 'mt%d', 'vepa', '52:54:00:11:00:03', String(base), '0'], { encoding: 'utf8' });
+    t.not(taken.status, 0, 'a taken ifindex is refused');
+    t.match(taken.stderr, /EEXIST|EBUSY/, 'by the kernel, as EEXIST or EBUSY');
+    t.equal(ns.macvtaps().length, 2, 'and nothing more was made');
   });
 
   t.test('listLinks with a kind: the kernel filters the dump, and only that kind comes back', async (t) => {
     const ns = createNetns(t, 'kinds');
     addVethPair(ns);
     for (let i = 0; i < 20; i++) spawnSync('ip', ['-n', ns.name, 'link', 'add', `br${i}`, 'type', 'bridge']);
-    const made = [linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'vepa', '52:54:00:11:01:01', '1'), linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'bridge', '52:54:00:11:01:02', '1')];
+    const made = [linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'vepa', '52:54:00:11:01:01', String(0x300000 + process.pid % 100_000), '0'), linkOp(ns, 'add-macvtap', 'v0', 'mt%d', 'bridge', '52:54:00:11:01:02', String(0x380000 + process.pid % 100_000), '0')];
     const all = linkOp(ns, 'list') as { name: string; kind?: string }[];
     t.ok(all.length >= 25, `an unfiltered dump has every link (${all.length})`);
     const macvtaps = linkOp(ns, 'list', 'macvtap') as { name: string; kind?: string }[];

@@ -23,7 +23,7 @@ else {
     const r = await callHelper({ command: [...ns.exec, ...VEPA], args: ['--dev=v0'], timeoutMs: 20_000 });
     t.teardown(() => r.close());
     const alias: string = ns.link(r.record.ifname)?.ifalias ?? '';
-    t.match(alias, new RegExp(`^qemu-net-helper/1 helper=qemu-net-helper-vepa uid=0 pid=${process.pid} start=[0-9]+ created=[0-9]+$`), 'owner is this test process, not ip/env/node in between');
+    t.match(alias, new RegExp(`^qemu-net-helper/1 helper=qemu-net-helper-vepa uid=0 pid=${process.pid} start=[0-9]+ created=[0-9]+ pidns=[0-9]+$`), 'owner is this test process, not ip/env/node in between, with the PID namespace its pid counts in');
     const group = Number(ns.link(r.record.ifname)?.group);
     t.equal(group >>> 24, 0x51, `group carries the mark (0x${group.toString(16)})`);
     const rows = list(ns);
@@ -55,13 +55,19 @@ else {
     t.match(gc.stdout, /removed stale reused0/);
     t.same(new Set(ns.macvtaps()), new Set([live.record.ifname, 'notours0']), 'live owner\'s link and the foreign link remain');
 
-    // And the next helper run on the device collects stale links by itself.
+    // A vepa run leaves a stale vepa link alone (it is not in its way: bulk collection is --gc's and the root timer's) ...
     const again = JSON.parse(execFileSync(process.execPath, [`${REPO}test/support/owner.ts`, '--', ...ns.exec, ...VEPA, '--dev=v0'], { encoding: 'utf8' }));
     t.equal(ns.link(again.ifname)?.ifindex, again.ifindex);
     const next = await callHelper({ command: [...ns.exec, ...VEPA], args: ['--dev=v0'], timeoutMs: 20_000 });
     t.teardown(() => next.close());
-    const indexes = ns.macvtaps().map((n) => ns.link(n)?.ifindex);
-    t.notOk(indexes.includes(again.ifindex), 'a helper run on v0 removed the dead owner\'s link before allocating');
+    t.ok(ns.macvtaps().includes(again.ifname), 'a vepa run does not collect what is not in its way');
+    // ... but a passthrough run collects the stale link that blocks its device.
+    addVethPair(ns, 'p0', 'p1');
+    const deadPassthru = JSON.parse(execFileSync(process.execPath, [`${REPO}test/support/owner.ts`, '--', ...ns.exec, ...PASSTHROUGH, '--dev=p0'], { encoding: 'utf8' }));
+    const taken = await callHelper({ command: [...ns.exec, ...PASSTHROUGH], args: ['--dev=p0'], timeoutMs: 20_000 });
+    t.teardown(() => taken.close());
+    t.notOk(ns.macvtaps().map((n) => ns.link(n)?.ifindex).includes(deadPassthru.ifindex), 'the passthrough run removed the dead owner\'s link that held p0');
+    t.equal(ns.link(taken.record.ifname)?.link, 'p0', 'and got p0');
   });
 
   t.test('--release: by name, for root; foreign links are refused', async (t) => {

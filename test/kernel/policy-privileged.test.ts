@@ -1,7 +1,7 @@
 // The helpers run with privileges on behalf of an unprivileged user (uid
 // 65534 here), against the policy. The privileged executable is a copy of
 // the pinned node with the helpers' file capabilities (cap_net_admin,
-// cap_dac_override, cap_mknod), running the same sources: the kernel sets
+// cap_dac_override), running the same sources: the kernel sets
 // AT_SECURE for it exactly as for the installed single executables. The
 // policy path comes through the test-only entry point, since --config is
 // refused in a privileged run (that refusal is tested too).
@@ -10,6 +10,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
+import { holdLink, type HeldLink, type HeldLinkError } from '../support/held-link.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
@@ -26,7 +27,7 @@ else {
   const capNode = `${dir}/node`;
   copyFileSync(process.execPath, capNode);
   chmodSync(capNode, 0o755);
-  const setcap = spawnSync('setcap', ['cap_net_admin,cap_dac_override,cap_mknod=ep', capNode], { encoding: 'utf8' });
+  const setcap = spawnSync('setcap', ['cap_net_admin,cap_dac_override=ep', capNode], { encoding: 'utf8' });
   if (setcap.status !== 0) throw new Error(`setcap failed: ${setcap.stderr}`);
 
   let policyCounter = 0;
@@ -37,10 +38,23 @@ else {
     return path;
   }
 
-  function helperArgv(ns: Netns, program: string, policy: string, args: string[], opts: { env?: string[]; pre?: string[] } = {}): string[] {
+  /** The user, in the namespace, with an empty environment: what runs the helper, or the owner that runs it. */
+  function asUser(ns: Netns, opts: { env?: string[]; pre?: string[] } = {}): string[] {
     return [...ns.exec, 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', ...(opts.pre ?? []),
-      'env', '-i', 'PATH=/usr/bin:/bin', ...(opts.env ?? []),
-      capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args];
+      'env', '-i', 'PATH=/usr/bin:/bin', ...(opts.env ?? [])];
+  }
+
+  function helperOnly(program: string, policy: string, args: string[], seams: string[] = []): string[] {
+    return [capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, ...seams, '--', ...args];
+  }
+
+  function helperArgv(ns: Netns, program: string, policy: string, args: string[], opts: { env?: string[]; pre?: string[] } = {}): string[] {
+    return [...asUser(ns, opts), ...helperOnly(program, policy, args)];
+  }
+
+  /** The helper run by an owner process of the user's own (their QEMU, in real use), which keeps the link until released. */
+  function holdAsUser(ns: Netns, program: string, policy: string, args: string[], seams: string[] = [], onSpawn?: (pid: number) => void): Promise<HeldLink> {
+    return holdLink(asUser(ns), helperOnly(program, policy, args, seams), { onSpawn });
   }
 
   function run(ns: Netns, policy: string, args: string[], opts: { env?: string[]; pre?: string[]; program?: string } = {}): SpawnSyncReturns<string> {
@@ -68,10 +82,16 @@ else {
     t.match(JSON.parse(probe.stdout), { lower: 'v0', mode: 'vepa', fds: ['tap'] });
     t.same(ns.macvtaps(), [], 'probe deleted its link (before dropping privileges)');
 
-    const r = await callHelper({ command: helperArgv(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']), args: [], timeoutMs: 30_000 });
-    t.teardown(() => r.close());
-    t.match(ns.link(r.record.ifname)?.ifalias, new RegExp(`uid=${USER} pid=${process.pid} `), 'tagged with the caller\'s uid and the socket\'s owner');
+    const r = await holdAsUser(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']);
+    t.teardown(() => r.release());
+    t.match(ns.link(r.record.ifname)?.ifalias, new RegExp(`uid=${USER} pid=${r.ownerPid} `), 'tagged with the caller\'s uid and the socket\'s owner');
     t.equal(r.record.vhost, false);
+
+    // A reply socket whose other end is not the caller's own process (here: root's, this test's) is refused.
+    const err = await callHelper({ command: helperArgv(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']), args: [], timeoutMs: 30_000 })
+      .then((x) => { x.close(); return undefined; }, (e: HelperCallError) => e);
+    t.match(err?.reported, new RegExp(`the process at the other end of --socketpair=3 \\(pid ${process.pid}\\) runs as uid 0, not as you \\(uid ${USER}\\)`));
+    t.same(ns.macvtaps(), [r.record.ifname], 'and nothing was made for it');
   });
 
   t.test('refusals: not in the policy, deny beats allow, another mode, more queues, a private namespace with its own v0', async (t) => {
@@ -115,8 +135,8 @@ else {
   t.test('maintenance: a user lists, releases and collects only their own links', async (t) => {
     const ns = withVeth(t, 'pmaint');
     const policy = policyFile(`allow user ${USER} dev v0 netns ${ns.name}\n`);
-    const mine = await callHelper({ command: helperArgv(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']), args: [], timeoutMs: 30_000 });
-    t.teardown(() => mine.close());
+    const mine = await holdAsUser(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']);
+    t.teardown(() => mine.release());
     ns.ip('link', 'add', 'link', 'v0', 'name', 'rootvt0', 'type', 'macvtap');
     ns.ip('link', 'set', 'rootvt0', 'alias', 'qemu-net-helper/1 helper=qemu-net-helper-vepa uid=0 pid=1 start=1 created=1');
     const list = run(ns, policy, ['--list', '--json']);
@@ -206,17 +226,16 @@ else {
     const ns = withVeth(t, 'psig');
     const policy = policyFile(`allow user ${USER} dev v0 netns ${ns.name}\n`);
     for (const step of ['created', 'tagged', 'opened'] as const) {
-      let pid = 0;
-      const argv = helperArgv(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']);
-      const seamAt = argv.indexOf('--');
-      argv.splice(seamAt, 0, `--seam-fault=${step}:stop`);
-      const call = callHelper({ command: argv, args: [], timeoutMs: 30_000, onSpawn: (p) => { pid = p; } });
-      await waitStopped(pid);
-      process.kill(pid, 'SIGTERM');
-      process.kill(pid, 'SIGCONT');
+      let spawned: (pid: number) => void = () => {};
+      const pid = new Promise<number>((resolve) => { spawned = resolve; });
+      const call = holdAsUser(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0'], [`--seam-fault=${step}:stop`], spawned);
+      const helperPid = await pid;
+      await waitStopped(helperPid);
+      process.kill(helperPid, 'SIGTERM');
+      process.kill(helperPid, 'SIGCONT');
       const r = await call;
       t.equal(r.record.lower, 'v0', `${step}: SIGTERM arrived while stopped; the run still completed`);
-      r.close();
+      await r.release();
       ns.ip('link', 'del', r.record.ifname);
     }
     t.same(ns.macvtaps(), []);
@@ -237,9 +256,9 @@ else {
 
   t.test('a caller outside the policy cannot make a link even through QEMU\'s protocol', async (t) => {
     const ns = withVeth(t, 'pqemu');
-    const err = await callHelper({ command: helperArgv(ns, 'qemu-net-helper-vepa', policyFile(''), ['--dev=v0']), args: [], timeoutMs: 30_000 })
-      .then((r) => { r.close(); return undefined; }, (e: HelperCallError) => e);
-    t.match(err?.reported, /no rule in the policy allows uid 65534/);
+    const err = await holdAsUser(ns, 'qemu-net-helper-vepa', policyFile(''), ['--dev=v0'])
+      .then(async (r) => { await r.release(); return undefined; }, (e: HeldLinkError) => e);
+    t.match(err?.message, /no rule in the policy allows uid 65534/);
     t.same(ns.macvtaps(), []);
   });
 }

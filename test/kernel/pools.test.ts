@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import t from 'tap';
 import { callHelper, HelperCallError, type HelperResult } from '../../lib/client.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
-import { PASSTHROUGH, seamedHelper } from '../support/paths.ts';
+import { PASSTHROUGH, seamedHelper, VEPA } from '../support/paths.ts';
+import { spawnSync } from 'node:child_process';
 import { privilegedSkipReason } from '../support/privileged.ts';
 
 const skip = privilegedSkipReason(['ip']);
@@ -36,6 +37,58 @@ else {
     t.ok(err instanceof HelperCallError);
     t.match((err as HelperCallError).reported, /^qemu-net-helper-passthrough: pool p0,p1,p2 is exhausted: 3 of 3 members are busy; /);
     t.equal(ns.macvtaps().length, 3, 'the failed run created nothing');
+  });
+
+  t.test('a lower device the kernel would re-parent is refused, alone or in a pool; a pool goes on to the next member', async (t) => {
+    const ns = createNetns(t, 'poolreparent');
+    members(ns, 2);
+    ns.ip('link', 'add', 'link', 'p0', 'name', 'mv5', 'type', 'macvlan', 'mode', 'bridge');
+    ns.ip('link', 'add', 'link', 'p0', 'name', 'mt5', 'type', 'macvtap', 'mode', 'bridge');
+    for (const dev of ['mv5', 'mt5']) {
+      const err = await call(ns, PASSTHROUGH, [`--dev=${dev}`]).catch((e: HelperCallError) => e);
+      t.match((err as HelperCallError).reported, new RegExp(`^qemu-net-helper-passthrough: ${dev} is a mac(vlan|vtap) device: the kernel would put the macvtap on the device below it instead`), dev);
+    }
+    const vepaErr = await call(ns, VEPA, ['--dev=mv5']).catch((e: HelperCallError) => e);
+    t.match((vepaErr as HelperCallError).reported, /mv5 is a macvlan device/, 'every helper refuses it');
+    const ipvlan = spawnSync('ip', ['-n', ns.name, 'link', 'add', 'link', 'p1', 'name', 'iv5', 'type', 'ipvlan', 'mode', 'l2'], { encoding: 'utf8' });
+    if (ipvlan.status === 0) {
+      const err = await call(ns, VEPA, ['--dev=iv5']).catch((e: HelperCallError) => e);
+      t.match((err as HelperCallError).reported, /iv5 is an ipvlan device, which cannot carry a macvtap/);
+      ns.ip('link', 'del', 'iv5');
+    } else {
+      t.comment(`no ipvlan in this kernel (${ipvlan.stderr.trim()})`);
+    }
+    t.same(ns.macvtaps(), ['mt5'], 'nothing was made');
+    const r = await call(ns, PASSTHROUGH, ['--pool=mv5,p1']);
+    t.teardown(() => r.close());
+    t.equal(r.record.lower, 'p1', 'the pool skipped the macvlan and took the next member');
+  });
+
+  t.test('a wireless lower device is refused with the reason (fake sysfs: DEV/wireless)', async (t) => {
+    const ns = createNetns(t, 'wifi');
+    members(ns, 1);
+    const root = mkdtempSync(`${tmpdir()}/qnh-sysfs-`);
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    mkdirSync(`${root}/p0/wireless`, { recursive: true });
+    const err = await call(ns, seamedHelper('qemu-net-helper-vepa', [`--seam-sysfs=${root}`]), ['--dev=p0']).catch((e: HelperCallError) => e);
+    t.match((err as HelperCallError).reported, /p0 is a wireless device: a macvtap cannot work there, because the access point drops frames from MAC addresses that have not associated with it; use a wired device/);
+    t.same(ns.macvtaps(), []);
+  });
+
+  t.test('a pool member whose creation fails for a reason of its own is skipped', async (t) => {
+    const ns = createNetns(t, 'poolfail');
+    members(ns, 2);
+    // p0 is a bridge port: the kernel refuses a macvtap on it (EBUSY), which is about p0 only.
+    ns.ip('link', 'add', 'br9', 'type', 'bridge');
+    ns.ip('link', 'set', 'p0', 'master', 'br9');
+    const r = await call(ns, PASSTHROUGH, ['--pool=p0,p1']);
+    t.teardown(() => r.close());
+    t.equal(r.record.lower, 'p1', 'p1 was tried after p0 failed');
+    r.close();
+    ns.ip('link', 'del', r.record.ifname);
+    const err = await call(ns, PASSTHROUGH, ['--pool=p0']).catch((e: HelperCallError) => e);
+    t.match((err as HelperCallError).reported, /pool p0 is exhausted: 0 of 1 members are busy \(1 failed \(last: cannot create a macvtap on p0: the device is busy/);
+    t.same(ns.macvtaps(), []);
   });
 
   t.test('a pool member that is missing is skipped and counted', async (t) => {

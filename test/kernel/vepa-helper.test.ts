@@ -68,9 +68,9 @@ else {
   t.test('private mode and a chosen name', async (t) => {
     const ns = createNetns(t, 'priv');
     addVethPair(ns);
-    const r = await vepaIn(ns, ['--dev=v0', '--mode=private', '--ifname=vm7net%d']);
+    const r = await vepaIn(ns, ['--dev=v0', '--mode=private', '--ifname=macvtapvm7_%d']);
     t.teardown(() => r.close());
-    t.match(r.record.ifname, /^vm7net[0-9]+$/);
+    t.match(r.record.ifname, /^macvtapvm7_[0-9]+$/);
     t.equal(ns.link(r.record.ifname)?.linkinfo?.info_data?.mode, 'private');
     t.match(r.record.mac, /^52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/, 'generated MAC under QEMU prefix');
     t.equal(ns.link(r.record.ifname)?.address, r.record.mac);
@@ -135,15 +135,21 @@ else {
     t.equal(badMode.exitCode, 2);
     t.match(badMode.reported, /--mode="bridge" is not a mode qemu-net-helper-vepa provides; use one of: vepa, private/);
 
-    const clash = await expectFailure(ns, ['--dev=v0', '--ifname=v1']);
+    ns.ip('link', 'add', 'link', 'v0', 'name', 'macvtapx', 'type', 'macvlan');
+    const clash = await expectFailure(ns, ['--dev=v0', '--ifname=macvtapx']);
+    ns.ip('link', 'del', 'macvtapx');
     t.equal(clash.exitCode, 1);
-    t.match(clash.reported, /cannot create v1: a link with that name already exists.*; choose another --ifname/);
+    t.match(clash.reported, /cannot create macvtapx: a link with that name already exists.*; choose another --ifname/);
+
+    const squat = await expectFailure(ns, ['--dev=v0', '--ifname=v1']);
+    t.equal(squat.exitCode, 2, 'a name outside the callers\' space is a usage error');
+    t.match(squat.reported, /--ifname="v1" does not start with "macvtap"/);
 
     const longName = await expectFailure(ns, ['--dev=v0', '--ifname=abcdefghijklmnop']);
     t.equal(longName.exitCode, 2);
     t.match(longName.reported, /is 16 bytes long; the kernel allows at most 15/);
 
-    for (const err of [noDev, badMode, clash, longName]) {
+    for (const err of [noDev, badMode, clash, squat, longName]) {
       t.equal(err.stderr.trim().split('\n').length, 1, 'stderr is one line');
     }
     t.same(ns.macvtaps(), [], 'no macvtap left after the failures');

@@ -58,6 +58,16 @@ export interface BuildGuestImageOptions {
   kernelPackage?: string;
   /** Statically linked busybox to put in the initramfs; default `/bin/busybox` (Debian package busybox-static). */
   busybox?: string;
+  /** Metapackage whose `linux-image-*` dependency is the kernel (default `linux-image-cloud-amd64`); ignored with `kernelPackage`. */
+  metapackage?: string;
+  /**
+   * Modules to put in the initramfs instead of the virtio-net set: `wanted` in load order (each
+   * preceded by its `depends=`; missing or built-in ones are skipped), `required` must be there.
+   * The kernel cache entry is then keyed by the list too.
+   */
+  modules?: { wanted: readonly string[]; required: readonly string[] };
+  /** The initramfs's /init (default test/support/guest-init.sh); its bytes are part of the image key. */
+  initScript?: string;
 }
 
 export interface GuestQemuOptions {
@@ -88,11 +98,15 @@ export interface RunGuestOptions {
   onConsole?: (chunk: string) => void;
   /** Environment of the child (default: this process's). */
   env?: NodeJS.ProcessEnv;
+  /** The line that ends the run (default {@link RESULT_MARKER}); group 1 becomes `result`. Must use the `m` flag and `^`. */
+  resultMarker?: RegExp;
 }
 
 export interface GuestRunResult {
   /** True when the guest printed `QNH-GUEST-RESULT: ping=ok`. */
   pingOk: boolean;
+  /** Group 1 of the result marker (`ok`/`fail` for the default one). */
+  result: string;
   /** Serial console (QEMU's stdout), with `\r\n` normalised to `\n`. */
   console: string;
   /** QEMU's stderr. */
@@ -251,7 +265,7 @@ async function aptShow(pkg: string): Promise<{ version?: string; depends?: strin
   }
 }
 
-async function resolveViaApt(log: (s: string) => void, explicit?: string): Promise<KernelRef> {
+async function resolveViaApt(log: (s: string) => void, explicit?: string, metapackage = KERNEL_METAPACKAGE): Promise<KernelRef> {
   let updated = false;
   const show = async (pkg: string) => {
     let r = await aptShow(pkg);
@@ -268,24 +282,24 @@ async function resolveViaApt(log: (s: string) => void, explicit?: string): Promi
     const [pkg, ver] = explicit.split('=', 2) as [string, string | undefined];
     return { pkg, version: ver ?? (await show(pkg)).version! };
   }
-  const meta = await show(KERNEL_METAPACKAGE);
+  const meta = await show(metapackage);
   // e.g. "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)"
   const dep = (meta.depends ?? '')
     .split(',')
     .map((s) => s.trim().split('|')[0]!.trim())
     .map((s) => /^(linux-image-[^\s(]+)(?:\s*\(\s*=\s*([^)\s]+)\s*\))?/.exec(s))
     .find((m) => m !== null);
-  if (!dep?.[1]) throw new Error(`cannot find the kernel package in ${KERNEL_METAPACKAGE}'s Depends: ${meta.depends ?? '(none)'}`);
+  if (!dep?.[1]) throw new Error(`cannot find the kernel package in ${metapackage}'s Depends: ${meta.depends ?? '(none)'}`);
   const pkg = dep[1];
   return { pkg, version: dep[2] ?? (await show(pkg)).version! };
 }
 
-async function resolveKernel(cacheDir: string, log: (s: string) => void, explicit?: string): Promise<KernelRef> {
+async function resolveKernel(cacheDir: string, log: (s: string) => void, explicit?: string, metapackage = KERNEL_METAPACKAGE): Promise<KernelRef> {
   if (explicit?.includes('=')) {
     const [pkg, version] = explicit.split('=', 2) as [string, string];
     return { pkg, version }; // fully pinned: no apt look-up
   }
-  const want = explicit ?? KERNEL_METAPACKAGE;
+  const want = explicit ?? metapackage;
   const memoFile = path.join(cacheDir, `apt-resolution-${want.replace(/[^\w.+-]/g, '_')}.json`);
   const fp = aptFingerprint();
   try {
@@ -296,7 +310,7 @@ async function resolveKernel(cacheDir: string, log: (s: string) => void, explici
   }
   let ref: KernelRef;
   try {
-    ref = await resolveViaApt(log, explicit);
+    ref = await resolveViaApt(log, explicit, metapackage);
   } catch (err) {
     // Offline or broken apt: fall back to the newest kernel already in the cache.
     const cached = newestCachedKernel(cacheDir, explicit);
@@ -388,8 +402,17 @@ function walk(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-async function ensureKernel(cacheDir: string, ref: KernelRef, busybox: string, log: (s: string) => void): Promise<{ dir: string; meta: KernelMeta }> {
-  const dir = path.join(cacheDir, `kernel-${ref.pkg}_${ref.version}`.replace(/[^\w.+-]/g, '_'));
+interface ModuleSpec {
+  wanted: readonly string[];
+  required: readonly string[];
+}
+
+async function ensureKernel(cacheDir: string, ref: KernelRef, busybox: string, log: (s: string) => void, spec?: ModuleSpec): Promise<{ dir: string; meta: KernelMeta }> {
+  const wantedModules = spec?.wanted ?? WANTED_MODULES;
+  const requiredModules = spec?.required ?? REQUIRED_MODULES;
+  // The default set keeps its historical entry name; another set gets its own entry.
+  const suffix = spec ? `_m${sha256(wantedModules.join(','), requiredModules.join(',')).slice(0, 12)}` : '';
+  const dir = path.join(cacheDir, `kernel-${ref.pkg}_${ref.version}${suffix}`.replace(/[^\w.+-]/g, '_'));
   const metaPath = path.join(dir, 'meta.json');
   if (exists(metaPath)) return { dir, meta: JSON.parse(fs.readFileSync(metaPath, 'utf8')) as KernelMeta };
 
@@ -434,8 +457,8 @@ async function ensureKernel(cacheDir: string, ref: KernelRef, busybox: string, l
       contents.set(name, ko);
       order.push(name);
     };
-    for (const m of WANTED_MODULES) await visit(m, []);
-    for (const m of REQUIRED_MODULES)
+    for (const m of wantedModules) await visit(m, []);
+    for (const m of requiredModules)
       if (!order.includes(m) && !builtin.has(m)) throw new Error(`${deb} has no module ${m} (neither a file nor built in)`);
     if (missing.length) log(`modules neither shipped nor built in (skipped): ${missing.join(', ')}`);
 
@@ -443,7 +466,7 @@ async function ensureKernel(cacheDir: string, ref: KernelRef, busybox: string, l
     await fsp.mkdir(path.join(out, 'modules'), { recursive: true });
     await fsp.copyFile(path.join(bootDir, vmlinuz), path.join(out, 'vmlinuz'));
     for (const [name, ko] of contents) await fsp.writeFile(path.join(out, 'modules', `${name}.ko`), ko);
-    const meta: KernelMeta = { pkg: ref.pkg, version: ref.version, kernelVersion, modules: order, builtin: WANTED_MODULES.filter((m) => builtin.has(m)), missing };
+    const meta: KernelMeta = { pkg: ref.pkg, version: ref.version, kernelVersion, modules: order, builtin: wantedModules.filter((m) => builtin.has(m)), missing };
     await fsp.writeFile(path.join(out, 'meta.json'), JSON.stringify(meta, null, 2));
     await publish(out, dir);
     const final = JSON.parse(fs.readFileSync(metaPath, 'utf8')) as KernelMeta;
@@ -548,7 +571,7 @@ const memo = new Map<string, Promise<GuestImage>>();
  */
 export function buildGuestImage(opts: BuildGuestImageOptions = {}): Promise<GuestImage> {
   const cacheDir = path.resolve(opts.cacheDir ?? DEFAULT_CACHE_DIR);
-  const k = JSON.stringify([cacheDir, opts.kernelPackage, opts.busybox]);
+  const k = JSON.stringify([cacheDir, opts.kernelPackage, opts.busybox, opts.metapackage, opts.modules, opts.initScript]);
   let p = memo.get(k);
   if (!p) {
     p = buildGuestImageUncached(cacheDir, opts);
@@ -565,10 +588,10 @@ async function buildGuestImageUncached(cacheDir: string, opts: BuildGuestImageOp
   if (!isStaticElf(busyboxPath)) throw new Error(`${busyboxPath} is not a statically linked x86-64 ELF: apt-get install -y busybox-static`);
   await fsp.mkdir(cacheDir, { recursive: true });
 
-  const ref = await resolveKernel(cacheDir, log, opts.kernelPackage);
-  const { dir: kernelDir, meta } = await ensureKernel(cacheDir, ref, busyboxPath, log);
+  const ref = await resolveKernel(cacheDir, log, opts.kernelPackage, opts.metapackage);
+  const { dir: kernelDir, meta } = await ensureKernel(cacheDir, ref, busyboxPath, log, opts.modules);
 
-  const init = fs.readFileSync(INIT_SCRIPT);
+  const init = fs.readFileSync(opts.initScript ?? INIT_SCRIPT);
   const busybox = fs.readFileSync(busyboxPath);
   const key = sha256(`format=${FORMAT_VERSION}`, ref.pkg, ref.version, meta.kernelVersion, meta.modules.join(','), init, busybox);
   const imageDir = path.join(cacheDir, `image-${key.slice(0, 24)}`);
@@ -658,7 +681,9 @@ export function runGuest(argv: string[], o: RunGuestOptions): Promise<GuestRunRe
   return new Promise((resolve, reject) => {
     let consoleText = '';
     let stderr = '';
-    let marker: 'ok' | 'fail' | null = null;
+    const resultMarker = o.resultMarker ?? RESULT_MARKER;
+    let marker: string | null = null;
+    let scanFrom = 0; // console offset of the first line not yet searched for the marker
     let resultMs = -1;
     let timedOut = false;
     let graceTimer: NodeJS.Timeout | undefined;
@@ -681,9 +706,11 @@ export function runGuest(argv: string[], o: RunGuestOptions): Promise<GuestRunRe
       o.onConsole?.(chunk);
       consoleText += chunk;
       if (marker === null) {
-        const m = RESULT_MARKER.exec(consoleText.replace(/\r/g, ''));
+        // Search only the lines not searched yet (a long console would make rescanning it quadratic).
+        const m = resultMarker.exec(consoleText.slice(scanFrom).replace(/\r/g, ''));
+        scanFrom = consoleText.lastIndexOf('\n') + 1;
         if (m) {
-          marker = m[1] === 'ok' ? 'ok' : 'fail';
+          marker = m[1] ?? '';
           resultMs = performance.now() - start;
           const remaining = o.timeoutMs - resultMs;
           graceTimer = setTimeout(() => killGroup(child), Math.max(0, Math.min(remaining, o.exitGraceMs ?? 20_000)));
@@ -711,7 +738,7 @@ export function runGuest(argv: string[], o: RunGuestOptions): Promise<GuestRunRe
         const why = timedOut ? `timed out after ${o.timeoutMs} ms` : `exited (code ${exitCode}, signal ${signal}) before printing the result marker`;
         return reject(new Error(`guest ${why}: ${argv.join(' ')}${details()}`));
       }
-      resolve({ pingOk: marker === 'ok', console: text, stderr, exitCode, signal, resultMs, totalMs });
+      resolve({ pingOk: marker === 'ok', result: marker, console: text, stderr, exitCode, signal, resultMs, totalMs });
     };
     child.once('error', (err) => finish(err, null, null));
     // 'close' (not 'exit'): all console output has been read by then.

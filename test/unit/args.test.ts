@@ -101,12 +101,29 @@ t.test('the helper rejects bad requests with a cause and a fix', async (t) => {
     [['--dev=eth0', '--mac=52:54:00:12:34', '--probe'], /is not a MAC address/],
     [['--dev=eth0', '--mac=00:00:00:00:00:00', '--probe'], /not usable/],
     [['--dev=eth0', '--fd=3', '--br=abcdefghijklmnopq'], /--br=.* is 17 bytes long/],
+    // Names a caller chooses for the new link live in their own space (lib/names.ts CALLER_IFNAME_PREFIX).
+    [['--dev=eth0', '--ifname=eth1', '--probe'], /--ifname="eth1" does not start with "macvtap"/],
+    [['--dev=eth0', '--ifname=lo0', '--probe'], /does not start with "macvtap"/],
+    [['--dev=eth0', '--ifname=bonding_masters', '--probe'], /does not start with "macvtap"|bytes long/],
+    [['--dev=eth0', '--ifname=-x', '--probe'], /--ifname="-x" starts with '-'/],
+    [['--dev=eth0', '--ifname=--help', '--probe'], /starts with '-'|unexpected/],
+    [['--dev=eth0', '--ifname=macvtap=0', '--probe'], /does not start with "macvtap" followed only by/],
+    [['--dev=-x', '--probe'], /--dev="-x" starts with '-'/],
   ];
   for (const [argv, message] of cases) {
     const err = usageError(() => parseHelperArgs(VEPA_HELPER, argv));
     t.match(err.message, message, JSON.stringify(argv));
     t.ok(err.fix.length > 0, 'has a fix');
   }
+});
+
+t.test('names a caller may give the new link', async (t) => {
+  for (const ok of ['macvtap%d', 'macvtap0', 'macvtap-alice0', 'macvtap.vm_1', 'macvtapvm%dq']) {
+    const r = parseHelperArgs(VEPA_HELPER, ['--dev=eth0', `--ifname=${ok}`, '--probe']);
+    t.equal(r.action === 'create' && r.ifname, ok, ok);
+  }
+  const r = parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--probe']);
+  t.equal(r.action === 'create' && r.ifname, 'macvtap%d', 'the default template is in the callers\' space');
 });
 
 t.test('the reply socket is known even when the rest of the line is bad', async (t) => {

@@ -102,13 +102,13 @@ t.test('-netdev macvtap: each way to name the device, and which helper runs', as
 });
 
 t.test('-netdev macvtap: queues, vhost, mac and ifname become helper options in a fixed order', async (t) => {
-  const plan = planLaunch(['-netdev', 'macvtap,id=n0,vhost=try,queues=4,ifname=vm1tap%d,mac=52:54:00:AB:CD:EF,mode=vepa,dev=eth0']);
-  t.same(plan.requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--mac=52:54:00:ab:cd:ef', '--ifname=vm1tap%d', '--queues=4', '--vhost=try']);
+  const plan = planLaunch(['-netdev', 'macvtap,id=n0,vhost=try,queues=4,ifname=macvtapvm1_%d,mac=52:54:00:AB:CD:EF,mode=vepa,dev=eth0']);
+  t.same(plan.requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--mac=52:54:00:ab:cd:ef', '--ifname=macvtapvm1_%d', '--queues=4', '--vhost=try']);
   t.equal(plan.requests[0]!.queues, 4);
   t.equal(plan.requests[0]!.mac, '52:54:00:ab:cd:ef', 'MACs are lower case, as the record has them');
   for (const v of ['on', 'off', 'try']) t.same(planLaunch(['-netdev', `macvtap,id=n0,dev=eth0,mode=vepa,vhost=${v}`]).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', `--vhost=${v}`]);
   t.same(planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,queues=256']).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--queues=256']);
-  t.same(planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,ifname=guest1']).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--ifname=guest1']);
+  t.same(planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,ifname=macvtapguest1']).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--ifname=macvtapguest1']);
 });
 
 t.test('-netdev macvtap becomes -netdev tap with the fds, as the record says', async (t) => {
@@ -299,6 +299,7 @@ t.test('errors: one line, cause and fix, before anything runs', async (t) => {
     [['-netdev', 'macvtap,id=n0,pool=all'], /pool=all is the reserved word "all"/],
     [['-netdev', 'macvtap,id=n0,pool=a,,b'], /pool=a,b may contain only/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,ifname=a%d%d'], /ifname=a%d%d is a template with something other than one '%d'/],
+    [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,ifname=eth1'], /ifname=eth1 does not start with "macvtap"/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,queues=0'], /queues=0 is not a whole number from 1 to 256; write it in plain decimal, e.g. queues=2$/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,queues=257'], /queues=257 is not a whole number from 1 to 256/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,queues=02'], /queues=02 is not a whole number/],

@@ -5,7 +5,8 @@ import t from 'tap';
 import { makedev } from '../../lib/constants.ts';
 import { HelperError, oneLine, UsageError } from '../../lib/errors.ts';
 import { formatMac, generateMac, parseMac } from '../../lib/mac.ts';
-import { ifnameProblem } from '../../lib/names.ts';
+import { callerIfnameProblem, ifnameProblem, isCallerIfnameSpace } from '../../lib/names.ts';
+import { auditField } from '../../lib/audit.ts';
 import { VERSION } from '../../lib/version.ts';
 import * as libc from '../../lib/libc.ts';
 
@@ -27,7 +28,24 @@ t.test('interface names (CVE-2019-13164: nothing longer than 15 bytes)', async (
   t.match(ifnameProblem('ééééééééé'), /18 bytes|non-ASCII/, 'counted in bytes, not characters');
   t.equal(ifnameProblem('vm%d', { template: true }), undefined);
   t.match(ifnameProblem('vm%d'), /'%'/);
-  for (const bad of ['', '.', '..', 'a/b', 'a:b', 'a b', 'a\tb', 'a\x7f', 'a\u00a0b']) t.ok(ifnameProblem(bad), JSON.stringify(bad));
+  for (const bad of ['', '.', '..', 'a/b', 'a:b', 'a b', 'a\tb', 'a\x7f', 'a\u00a0b', '-x', '--help']) t.ok(ifnameProblem(bad), JSON.stringify(bad));
+});
+
+t.test('names callers choose start with macvtap; the policy cannot use that space', async (t) => {
+  t.equal(callerIfnameProblem('macvtap%d'), undefined);
+  t.equal(callerIfnameProblem('macvtap-vm1'), undefined);
+  for (const bad of ['eth1', 'lo0', 'mvt0', '-x', 'macvtap uid=0', 'macvtap=0', 'macvtap%d%d', 'Macvtap0', 'macvtap0123456789']) t.ok(callerIfnameProblem(bad), JSON.stringify(bad));
+  t.ok(isCallerIfnameSpace('macvtap0'));
+  t.notOk(isCallerIfnameSpace('eth0'));
+});
+
+t.test('audit fields: bare when plain, quoted when chosen by the caller or odd', async (t) => {
+  t.equal(auditField('uid', '1000'), 'uid=1000');
+  t.equal(auditField('ifname', 'macvtap3', true), 'ifname="macvtap3"');
+  t.equal(auditField('error', 'a b=c'), 'error="a b=c"');
+  t.equal(auditField('x', 'uid=0'), 'x="uid=0"', 'an = makes a value quoted');
+  t.equal(auditField('x', 'a"b\nc', true), 'x="a\\"b?c"', 'quotes escaped, control characters replaced');
+  t.equal(auditField('x', ''), 'x=""');
 });
 
 t.test('errors are one line: program, cause, fix', async (t) => {

@@ -2,7 +2,9 @@
 
 import t from 'tap';
 import { creatorFromGroup, decodeOwnerTag, encodeOwnerTag, judgeLink, markGroup, type ProcessView } from '../../lib/owner.ts';
-import { processStartTime } from '../../lib/proc.ts';
+import { processStartTime, processState } from '../../lib/proc.ts';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 const tag = { helper: 'qemu-net-helper-vepa', uid: 1000, pid: 4242, start: '987654', created: 1_700_000_000 };
 
@@ -29,15 +31,31 @@ t.test('the group mark carries the creating pid', async (t) => {
 });
 
 t.test('judging owners', async (t) => {
+  // 4242 and 77 run; 555 and 557 are running helpers (557 unreadable); 558 runs something else; 600 cannot be seen (hidepid).
+  const running: Record<number, string> = { 4242: '987654', 77: '1', 555: '5', 557: '7', 558: '8' };
   const procs: ProcessView = {
-    startTime: (pid) => ({ 4242: '987654', 77: '1' } as Record<number, string>)[pid],
-    isHelper: (pid) => pid === 555,
+    lookup: (pid, pidns) => {
+      if (pidns !== undefined && pidns !== '4026531836') return { kind: 'unknown' };
+      if (pid === 600) return { kind: 'unknown' };
+      const start = running[pid];
+      return start === undefined ? { kind: 'gone' } : { kind: 'running', start };
+    },
+    isHelper: (pid) => (pid === 557 ? 'unknown' : pid === 555),
+    realUid: () => undefined,
   };
   t.match(judgeLink({ alias: encodeOwnerTag(tag), group: markGroup(555) }, procs), { state: 'alive', creator: 555 });
   t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99 }), group: 0 }, procs), { state: 'stale' }, 'owner gone');
   t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 77 }), group: 0 }, procs), { state: 'stale' }, 'pid reused: other start time');
   t.match(judgeLink({ alias: undefined, group: markGroup(555) }, procs), { state: 'in-progress', tag: undefined, creator: 555 });
   t.match(judgeLink({ alias: undefined, group: markGroup(556) }, procs), { state: 'stale', tag: undefined }, 'creator died before tagging');
+  t.match(judgeLink({ alias: undefined, group: markGroup(557) }, procs), { state: 'in-progress' }, 'a creator whose executable cannot be read may be a helper');
+  t.match(judgeLink({ alias: undefined, group: markGroup(558) }, procs), { state: 'stale' }, 'a running creator that is not a helper (a reused pid) does not keep it');
+  t.match(judgeLink({ alias: undefined, group: markGroup(600) }, procs), { state: 'in-progress' }, 'a creator that cannot be seen may be running');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 600 }), group: 0 }, procs), { state: 'unknown' }, 'an owner hidden from view (hidepid) is not stale');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pidns: '4026531836' }), group: 0 }, procs), { state: 'alive' }, 'an owner in our own PID namespace');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99, pidns: '4026532999' }), group: 0 }, procs), { state: 'unknown' }, 'a pid of another PID namespace names nobody here');
+  t.equal(decodeOwnerTag(encodeOwnerTag({ ...tag, pidns: '4026532999' }))?.pidns, '4026532999', 'pidns round-trips');
+  t.equal(decodeOwnerTag(`${encodeOwnerTag(tag)} pidns=x`), undefined, 'a pidns that is not decimal is not our tag');
   t.equal(judgeLink({ alias: 'uplink to rack 4', group: 0 }, procs), undefined, 'not ours');
   t.equal(judgeLink({ alias: undefined, group: 7 }, procs), undefined, 'not ours');
 });
@@ -48,4 +66,16 @@ t.test('process start times come from /proc/PID/stat field 22', async (t) => {
   t.equal(processStartTime(process.pid), mine, 'stable');
   t.equal(processStartTime(0), undefined);
   t.equal(processStartTime(2 ** 22 + 1), undefined, 'no such process');
+});
+
+t.test('a zombie is dead: its start time is not an owner that lives', async (t) => {
+  // sh starts `true` in the background and execs sleep, which never reaps it: `true` stays a zombie until sleep is killed.
+  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => parent.kill('SIGKILL'));
+  const pid = Number((await new Promise<Buffer>((r) => parent.stdout.once('data', r))).toString().trim());
+  const deadline = Date.now() + 10_000;
+  while (!/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'latin1')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.match(readFileSync(`/proc/${pid}/stat`, 'latin1'), /\) Z /, 'the child really is a zombie');
+  t.same(processState(pid, '/proc', false), { kind: 'gone' }, 'and counts as gone');
+  t.equal(processStartTime(pid), undefined);
 });

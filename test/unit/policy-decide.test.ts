@@ -4,7 +4,8 @@
 
 import t from 'tap';
 import { tableAccounts, type Accounts } from '../../lib/policy/accounts.ts';
-import { auditLine, decide, denialError, resolveNetwork, resolvePool, type Decision, type PolicyRequest } from '../../lib/policy/decide.ts';
+import { auditLine, decide, denialError, describeLimit, linkLimit, resolveNetwork, resolvePool, type Decision, type PolicyRequest } from '../../lib/policy/decide.ts';
+import { DEFAULT_LINK_LIMIT } from '../../lib/policy/syntax.ts';
 import { assemblePolicy, parsePolicyText } from '../../lib/policy/parse.ts';
 import type { Policy } from '../../lib/policy/types.ts';
 import { HelperError, oneLine } from '../../lib/errors.ts';
@@ -251,11 +252,35 @@ t.test('the one-line refusal and the audit line', async (t) => {
   t.equal(oneLine('qemu-net-helper-vepa', denialError(denied)),
     'qemu-net-helper-vepa: the policy denies mallory (uid 1002) the use of eth0 in mode vepa (deny rule at /etc/qemu/net-helper.conf:2); ask an administrator to allow it in the policy (see net-helper.conf(5))');
   t.equal(auditLine(r, denied),
-    'uid=1002 gid=1002 program=qemu-net-helper-vepa dev=eth0 via=dev mode=vepa queues=1 vhost=off netns=host result=deny rule=/etc/qemu/net-helper.conf:2 ' +
+    'uid=1002 gid=1002 program=qemu-net-helper-vepa dev="eth0" via=dev mode=vepa queues=1 vhost=off netns=host result=deny rule=/etc/qemu/net-helper.conf:2 ' +
     'reason="the policy denies mallory (uid 1002) the use of eth0 in mode vepa (deny rule at /etc/qemu/net-helper.conf:2)"');
   const ok = req({ via: { kind: 'network', name: 'n' }, netns: { isInitial: false, names: ['lab1'], notes: [] }, vhost: 'try' });
   const allowed = decide(policy('network n dev eth0 mode vepa\nallow network n netns lab1'), ok, accounts);
   t.equal(auditLine(ok, allowed),
-    'uid=1000 gid=1000 program=qemu-net-helper-vepa dev=eth0 via=network:n mode=vepa queues=1 vhost=try netns=lab1 result=allow vhost_granted=0 rule=/etc/qemu/net-helper.conf:2');
+    'uid=1000 gid=1000 program=qemu-net-helper-vepa dev="eth0" via="network:n" mode=vepa queues=1 vhost=try netns=lab1 result=allow vhost_granted=0 rule=/etc/qemu/net-helper.conf:2');
   t.notMatch(auditLine(req({ program: 'a b\nc' }), allowed), /\n/, 'no newline can get into the audit line');
+});
+
+t.test('the link limit: most specific statement wins, the largest among equals, 16 by default, none for root', async (t) => {
+  const alice = { uid: ALICE, gid: ALICE, groups: [KVM] };
+  const bob = { uid: BOB, gid: BOB, groups: [] };
+  t.same(linkLimit(policy('allow eth0'), alice, accounts), { links: DEFAULT_LINK_LIMIT, where: undefined }, 'the built-in default');
+  t.equal(DEFAULT_LINK_LIMIT, 16);
+  t.match(describeLimit(linkLimit(policy(''), alice, accounts)!), /built-in default/);
+  t.equal(linkLimit(policy('limit links 1'), { uid: 0, gid: 0, groups: [] }, accounts), undefined, 'root has no limit');
+  const p = policy('limit links 2\nlimit group kvm links 8\nlimit group users links 32\nlimit user bob links 1\n');
+  t.same(linkLimit(p, alice, accounts), { links: 8, where: { file: FILE, line: 2 } }, 'a group limit beats everyone');
+  t.same(linkLimit(p, bob, accounts), { links: 1, where: { file: FILE, line: 4 } }, 'a user limit beats all, even when smaller');
+  t.same(linkLimit(p, { ...alice, groups: [KVM, USERS] }, accounts)?.links, 32, 'the largest of several group limits');
+  t.same(linkLimit(p, { uid: MALLORY, gid: MALLORY, groups: [] }, accounts)?.links, 2, 'everyone else: the everyone limit');
+  t.equal(describeLimit(linkLimit(p, bob, accounts)!), `the limit at ${FILE}:4`);
+  const broken = { uidOf: () => { throw new Error('nss down'); }, gidOf: () => { throw new Error('nss down'); } };
+  t.same(linkLimit(policy('limit links 3\nlimit user alice links 50'), alice, broken)?.links, 3, 'a statement whose names cannot be looked up does not apply');
+});
+
+t.test('audit lines quote every name a caller chose, so none can forge a field', async (t) => {
+  const r = req({ dev: { name: 'eth0', altNames: [] }, via: { kind: 'network', name: 'lan uid=0' } });
+  const line = auditLine(r, decide(policy('allow eth0'), r, accounts));
+  t.match(line, / dev="eth0" via="network:lan uid=0" /);
+  t.notMatch(line.replace(/"[^"]*"/g, '""'), / uid=0/, 'no uid=0 outside quotes');
 });

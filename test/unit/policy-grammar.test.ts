@@ -204,6 +204,30 @@ t.test('assembling: duplicate definitions and undefined references refuse the po
   t.equal(ok.policy.rules.length, 1);
 });
 
+t.test('limits: how many links a user may hold at once', async (t) => {
+  t.match(one(t, 'limit links 4'), { kind: 'limit', def: { subject: { kind: 'everyone' }, links: 4, where: { file: FILE, line: 1 } } });
+  t.match(one(t, 'limit everyone links 0'), { kind: 'limit', def: { subject: { kind: 'everyone' }, links: 0 } });
+  t.match(one(t, 'limit user alice,1001 links 100'), { kind: 'limit', def: { subject: { kind: 'user', refs: [{ kind: 'name', name: 'alice' }, { kind: 'id', id: 1001 }] }, links: 100 } });
+  t.match(one(t, 'limit group kvm links 64 # raised for the CI farm'), { kind: 'limit', def: { subject: { kind: 'group' }, links: 64 } });
+  problem(t, 'limit links', /a number/);
+  problem(t, 'limit links -1', /not a whole number from 0 to 100000/);
+  problem(t, 'limit links 100001', /not a whole number from 0 to 100000/);
+  problem(t, 'limit links 0x10', /not a whole number/);
+  problem(t, 'limit user alice queues 4', /expected "links" in a limit, not "queues"/);
+  problem(t, 'limit links 4 vhost', /unexpected|after/);
+  const r = parse('limit links 2\nlimit user alice links 8\n');
+  t.same(assemblePolicy(r.statements, [FILE]).policy.limits.map((l) => l.links), [2, 8], 'limits are kept in file order');
+});
+
+t.test('names in the callers\' space (macvtap...) cannot be devices, networks or pools of the policy', async (t) => {
+  problem(t, 'allow dev macvtap0', /device name "macvtap0" starts with "macvtap", which is reserved/);
+  problem(t, 'allow macvtap3', /reserved/);
+  problem(t, 'network macvtapnet dev eth0 mode vepa', /network name "macvtapnet" starts with "macvtap"/);
+  problem(t, 'pool macvtaps dev eth0,eth1', /pool name "macvtaps" starts with "macvtap"/);
+  problem(t, 'pool vfs dev eth0,macvtap1', /device name "macvtap1"/);
+  t.match(policyNameProblem('macvtapx'), /reserved/, 'and --network=/--pool=@ names likewise');
+});
+
 t.test('network and pool names as the command line would take them', async (t) => {
   t.equal(policyNameProblem('vepanet'), undefined);
   t.match(policyNameProblem(''), /empty/);

@@ -200,7 +200,7 @@ t.test('checkConfig lists every problem, reads drafts, warns', async (t) => {
   t.same(r.errors, [
     '/home/alice is owned by uid 1000, not by root; chown root /home/alice',
     '/home/alice/draft.conf is owned by uid 1000, not by root; chown root /home/alice/draft.conf',
-    '/home/alice/draft.conf:2: unknown statement "alow"; a line starts with allow, deny, include, network or pool',
+    '/home/alice/draft.conf:2: unknown statement "alow"; a line starts with allow, deny, include, network, pool or limit',
   ], 'ownership is reported and the grammar is still checked');
 
   const good = fsWith({ [TOP]: { content: 'deny all\nallow user bob,carol dev eth2\nallow eth3 mode passthru\nnetwork n dev eth0 mode vepa\n' } });

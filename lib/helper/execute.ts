@@ -1,0 +1,184 @@
+// The execute step of a create request: carries out a Plan (lib/helper/plan.ts).
+// The only part of a run that changes anything, and the only one that raises
+// a capability: CAP_NET_ADMIN around each rtnetlink request of its own
+// socket, CAP_DAC_OVERRIDE around each open of /dev/tapN and /dev/vhost-net
+// (docs/security.md maps them).
+//
+// One rollback point: from the moment the link exists until privileges are
+// dropped, whatever fails deletes it. After the drop the helper cannot delete
+// it any more (the kernel checks the sender's capability), so it checks for a
+// hung-up peer just before; a peer that vanishes in the instant after leaves a
+// link whose owner is gone, for the next --gc.
+
+import { logger } from '../log.ts';
+import { HelperError } from '../errors.ts';
+import * as libc from '../libc.ts';
+import { deleteLink, getLinkByIndex, setLinkAlias, type Link } from '../netlink/link.ts';
+import { NetlinkError, withNetlink, type NetlinkSocket } from '../netlink/socket.ts';
+import { encodeOwnerTag, markGroup } from '../owner.ts';
+import * as policy from '../policy/index.ts';
+import { dropPrivileges, NET_ADMIN, withCapabilities } from '../privileges.ts';
+import type { FdKind, HelperRecord } from '../record.ts';
+import { peerHasHungUp } from '../scm.ts';
+import { SYSTEM_VHOST, VhostUnavailableError, type VhostOpener } from '../vhost.ts';
+import { allocateLink, deleteLinkQuietly } from './allocate.ts';
+import type { Candidate } from './authorize.ts';
+import { collectStale, linksHeldBy, listHelperLinks } from './ownership.ts';
+import type { Plan } from './plan.ts';
+import { openQueueSet, type QueueSet } from './queues.ts';
+
+const debug = logger('execute');
+
+/** The points of a run where a test may inject a fault, in order. */
+export const STEPS = ['parsed', 'before-create', 'created', 'tagged', 'opened', 'sending', 'sent'] as const;
+export type Step = (typeof STEPS)[number];
+
+export interface ExecuteHooks {
+  /** Called at each step (test fault injection; a no-op in installed runs). */
+  checkpoint(step: Step): void;
+  vhostOpener?: VhostOpener;
+  /** Told which candidate the link was made on, as soon as it exists (for the outcome's audit line). */
+  allocated(candidate: Candidate): void;
+  /** Sends the result, after privileges are dropped. */
+  deliver(record: HelperRecord, fds: number[]): void;
+}
+
+/** A request's own collection: a few stale links that stand in its way, never a long wait (bulk collection is the root timer's). */
+const COLLECT_MAX_LINKS = 32;
+const COLLECT_BUDGET_MS = 2000;
+
+const asNetAdmin = <T>(fn: () => T): T => withCapabilities(NET_ADMIN, fn);
+
+/** Carries out the plan and hands the result over. Throws (having rolled back what it could) on any failure. */
+export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
+  return withNetlink((nl) => {
+    makeRoom(nl, plan);
+    checkLimit(nl, plan, 'before');
+    const { candidate, link, lowerMacBefore } = allocateLink(nl, { mode: plan.mode, ifname: plan.ifname, mac: plan.mac, group: markGroup(process.pid) },
+      plan.candidates, plan.pool, () => hooks.checkpoint('before-create'));
+    hooks.allocated(candidate);
+    let privileged = true;
+    try {
+      hooks.checkpoint('created');
+      tag(nl, link, plan, lowerMacBefore);
+      hooks.checkpoint('tagged');
+      // Counted again with our own link tagged: of helpers racing at the limit, the later ones always see the earlier ones.
+      checkLimit(nl, plan, 'after');
+      const queues = openQueues(link, plan, candidate, hooks.vhostOpener);
+      try {
+        hooks.checkpoint('opened');
+        const record = buildRecord(link, candidate.lower, plan, queues);
+        if (plan.output.kind === 'probe') {
+          deleteLink(nl, link.index);
+          debug('probe: deleted %s', link.name);
+        } else if (peerHasHungUp(plan.output.fd)) {
+          throw peerGone();
+        }
+        dropPrivileges(plan.caller);
+        privileged = false;
+        hooks.checkpoint('sending');
+        hooks.deliver(record, [...queues.tapFds, ...queues.vhostFds]);
+        hooks.checkpoint('sent');
+        return record;
+      } finally {
+        queues.close();
+      }
+    } catch (err) {
+      // Explained before the rollback, which would make any link look vanished.
+      const explained = explainVanished(err, nl, link);
+      if (privileged || plan.caller.uid === 0) {
+        deleteLinkQuietly(nl, link);
+        throw explained;
+      }
+      // Without privileges the link cannot be deleted here; its owner tag makes it stale for --gc.
+      throw new HelperError(`${(explained as Error).message}; ${link.name} is left to the next --gc (its owner is gone or will be)`,
+        explained instanceof HelperError ? explained.fix : 'run --gc, or retry');
+    }
+  }, asNetAdmin);
+}
+
+/**
+ * Collects the stale links that stand in this request's way, within a fixed
+ * budget: those on the candidate devices for a passthru request (a device
+ * carries one passthru link only), and the caller's own when they count
+ * toward the limit.
+ */
+function makeRoom(nl: NetlinkSocket, plan: Plan): void {
+  const links = listHelperLinks(nl);
+  const deadline = Date.now() + COLLECT_BUDGET_MS;
+  if (plan.mode === 'passthru') {
+    const lowerIndexes = new Set(plan.candidates.map((c) => c.lower.index));
+    for (const hl of collectStale(nl, { uid: undefined, lowerIndexes, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) debug('collected stale %s on a candidate device', hl.link.name);
+  }
+  if (plan.limit && links.some((hl) => hl.state === 'stale' && hl.tag?.uid === plan.caller.uid)) {
+    for (const hl of collectStale(nl, { uid: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) debug('collected own stale %s', hl.link.name);
+  }
+}
+
+/** Refuses when the caller holds as many links as the policy lets them (before), or more, counting the new one (after). */
+function checkLimit(nl: NetlinkSocket, plan: Plan, when: 'before' | 'after'): void {
+  const limit = plan.limit;
+  if (!limit) return;
+  const held = linksHeldBy(listHelperLinks(nl), plan.caller.uid);
+  const over = when === 'before' ? held >= limit.links : held > limit.links;
+  if (!over) return;
+  const holding = when === 'before' ? held : held - 1;
+  throw new HelperError(`uid ${plan.caller.uid} already holds ${holding} link${holding === 1 ? '' : 's'}, and ${policy.describeLimit(limit)} allows ${limit.links}`,
+    `release links you no longer use (--list, --release=IFNAME, --gc), or ask the administrator to raise it ("limit user NAME links N" in ${policy.POLICY_PATH})`);
+}
+
+function tag(nl: NetlinkSocket, link: Link, plan: Plan, lowerMac: string | undefined): void {
+  const o = plan.owner;
+  const text = encodeOwnerTag({ helper: plan.program.name, uid: o.uid, pid: o.pid, start: o.start, created: Math.floor(Date.now() / 1000), lowerMac, pidns: o.pidns });
+  setLinkAlias(nl, link.index, text);
+  debug('tagged %s: %s', link.name, text);
+}
+
+function openQueues(link: Link, plan: Plan, candidate: Candidate, vhostOpener: VhostOpener = SYSTEM_VHOST): QueueSet {
+  try {
+    return openQueueSet(link, { queues: plan.queues, vnetHdr: plan.vnetHdr, vhost: candidate.vhost }, vhostOpener);
+  } catch (err) {
+    if (err instanceof VhostUnavailableError) {
+      throw new HelperError(`--vhost=on, but ${err.message}`, "load vhost_net ('modprobe vhost_net'), or use --vhost=try to go on without it");
+    }
+    throw err;
+  }
+}
+
+function buildRecord(link: Link, lower: Link, plan: Plan, queues: QueueSet): HelperRecord {
+  const fds: FdKind[] = [...queues.tapFds.map((): FdKind => 'tap'), ...queues.vhostFds.map((): FdKind => 'vhost')];
+  return {
+    ifname: link.name,
+    ifindex: link.index,
+    lower: lower.name,
+    mode: plan.mode,
+    mac: link.mac ?? '',
+    queues: plan.queues,
+    multiQueue: queues.multiQueue,
+    vnetHdr: plan.vnetHdr,
+    vnetHdrSize: queues.vnetHdrSize,
+    offloads: queues.offloads,
+    vhost: queues.vhostFds.length > 0,
+    vhostFeatures: queues.vhostFeatures,
+    vhostError: queues.vhostError,
+    fds,
+  };
+}
+
+/** A link that disappeared under us (its lower device was removed) gets a message that says so. */
+function explainVanished(err: unknown, nl: NetlinkSocket, link: Link): unknown {
+  if (err instanceof HelperError) return err;
+  const gone = (err instanceof NetlinkError && err.code === 'ENODEV') || (err instanceof libc.SysError && (err.code === 'ENOENT' || err.code === 'ENODEV'));
+  if (!gone) return err;
+  let exists = true;
+  try {
+    exists = getLinkByIndex(nl, link.index)?.name === link.name;
+  } catch {
+    // keep the original error
+  }
+  return exists ? err : new HelperError(`${link.name} disappeared while it was being set up (was its lower device removed?)`, 'check the device and try again');
+}
+
+export function peerGone(): HelperError {
+  return new HelperError('the other end closed its socket before the fd could be sent, so the link was deleted', 'keep the socket open until the helper exits');
+}
