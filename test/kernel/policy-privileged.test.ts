@@ -6,8 +6,8 @@
 // policy path comes through the test-only entry point, since --config is
 // refused in a privileged run (that refusal is tested too).
 
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { holdLink, type HeldLink, type HeldLinkError } from '../support/held-link.ts';
@@ -72,6 +72,45 @@ else {
     const r = spawnSync('setpriv', [`--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', capNode, '-e',
       'const s=require("fs").readFileSync("/proc/self/status","utf8"); console.log(process.getuid(), /CapEff:\\s*(\\w+)/.exec(s)[1])'], { encoding: 'utf8' });
     t.match(r.stdout, new RegExp(`^${USER} 0*3000[0-9a-f]*|^${USER} [0-9a-f]*[1-9a-f][0-9a-f]*`), `uid ${USER} with capabilities: ${r.stdout.trim()}`);
+  });
+
+  // The same sources under a setuid-root copy of node: postinst's fallback install mode.
+  const suidNode = `${dir}/node-suid`;
+  copyFileSync(process.execPath, suidNode);
+  chmodSync(suidNode, 0o4755);
+
+  /** What /proc says of a thread's ids and capabilities. */
+  function creds(statusPath: string): { uids: string; capEff: bigint; capPrm: bigint } {
+    const text = readFileSync(statusPath, 'utf8');
+    const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim() ?? '';
+    return { uids: field('Uid').split(/\s+/).join(','), capEff: BigInt(`0x${field('CapEff')}`), capPrm: BigInt(`0x${field('CapPrm')}`) };
+  }
+
+  t.test('confined from the first line, in both install modes: the caller\'s uids, nothing effective, only CAP_NET_ADMIN and CAP_DAC_OVERRIDE permitted', async (t) => {
+    const ns = withVeth(t, 'pconfine');
+    const policy = policyFile(`allow user ${USER} dev v0 netns ${ns.name}\n`);
+    const CAP_NET_ADMIN_AND_DAC_OVERRIDE = (1n << 12n) | (1n << 1n);
+    for (const [mode, node] of [['file capabilities', capNode], ['setuid root', suidNode]] as const) {
+      for (const step of ['parsed', 'tagged', 'opened'] as const) {
+        const argv = [...asUser(ns), node, `${REPO}test/support/helper-with-seams.ts`, 'qemu-net-helper-vepa', `--seam-policy=${policy}`, `--seam-fault=${step}:stop`, '--', '--dev=v0', '--probe'];
+        const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+        // ip netns exec and setpriv exec in place: the child's pid is the helper's.
+        await waitStopped(child.pid!);
+        const main = creds(`/proc/${child.pid}/status`);
+        t.equal(main.uids, `${USER},${USER},${USER},${USER}`, `${mode}, at ${step}: every uid is the caller's`);
+        t.equal(main.capEff, 0n, `${mode}, at ${step}: no capability effective between operations`);
+        t.equal(main.capPrm, CAP_NET_ADMIN_AND_DAC_OVERRIDE, `${mode}, at ${step}: only CAP_NET_ADMIN and CAP_DAC_OVERRIDE permitted`);
+        if (mode === 'setuid root') {
+          const others = readdirSync(`/proc/${child.pid}/task`).filter((tid) => tid !== String(child.pid)).map((tid) => creds(`/proc/${child.pid}/task/${tid}/status`));
+          t.ok(others.length > 0, `${mode}: Node runs other threads (${others.length})`);
+          t.ok(others.every((c) => c.capEff === 0n && c.capPrm === 0n), `${mode}, at ${step}: no other thread has any capability`);
+        }
+        process.kill(child.pid!, 'SIGCONT');
+        t.equal(await exited, 0, `${mode}, at ${step}: the run then completes`);
+      }
+    }
+    t.same(ns.macvtaps(), []);
   });
 
   t.test('allowed by the policy: the macvtap is made, tagged with the caller, and handed over', async (t) => {
@@ -213,8 +252,13 @@ else {
     for (const [what, pre] of states) {
       const r = run(ns, policy, ['--dev=v0', '--probe'], { pre });
       // With stderr closed there is no line to read: the exit status speaks.
-      const clear = r.status === 0 || (r.status === 1 && (/^qemu-net-helper-vepa: [^\n]+\n$/.test(r.stderr) || what.startsWith('fds')));
-      t.ok(clear || what.includes('Node itself'), `${what}: succeeds or fails with one clear line (${r.status ?? r.signal}: ${r.stderr.trim().slice(0, 200)})`);
+      if (what.includes('Node itself')) {
+        // Node dies in its own start-up, before any line of ours runs: nothing can have been made.
+        t.ok(r.status !== 0, `${what}: fails (${r.status ?? r.signal})`);
+      } else {
+        const clear = r.status === 0 || (r.status === 1 && (/^qemu-net-helper-vepa: [^\n]+\n$/.test(r.stderr) || what.startsWith('fds')));
+        t.ok(clear, `${what}: succeeds or fails with one clear line (${r.status ?? r.signal}: ${r.stderr.trim().slice(0, 200)})`);
+      }
       t.notMatch(r.stderr, /cannot delete/, `${what}: never unable to clean up`);
       t.same(ns.macvtaps(), [], `${what}: nothing left`);
     }
