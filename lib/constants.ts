@@ -119,6 +119,7 @@ export const VHOST_NET_MINOR = 238;
 // that give initial namespaces fixed inodes; dynamic ones start at 0xF0000000,
 // so no other namespace can have it).
 export const PROC_NET_INIT_INO = 0xeffffff9n;
+export const PROC_PID_INIT_INO = 0xeffffffc; // the initial PID namespace's fixed nsfs inode (include/linux/proc_ns.h)
 
 // <poll.h>
 export const POLLIN = 0x001;

@@ -9,7 +9,8 @@
 // hidepid makes other users' processes vanish (ENOENT, not EACCES), and a pid
 // recorded in another PID namespace names some other process here.
 
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { PROC_PID_INIT_INO } from './constants.ts';
 import type { ProcessState, ProcessView } from './owner.ts';
 
 /** Field 22 (starttime, clock ticks since boot) of /proc/PID/stat, or undefined when there is no such process or it is a zombie. */
@@ -100,6 +101,7 @@ export const SYSTEM_PROCESSES: ProcessView = {
   },
   isHelper: (pid) => runsOurExecutable(pid),
   realUid: (pid) => realUidOf(pid),
+  holders: () => heldCharDevices(),
 };
 
 /** The real uid of a running process (/proc/PID/status "Uid:"), or undefined when it cannot be read. */
@@ -110,4 +112,48 @@ export function realUidOf(pid: number, proc = '/proc'): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The character devices open in processes' fd tables, and whether every process could be looked at. */
+export interface Holders {
+  devices: ReadonlySet<bigint>;
+  /** True when no process's fds were hidden from us (root): then a device missing from the set is held by no one. */
+  complete: boolean;
+}
+
+const MAX_FDS_SCANNED = 1_000_000;
+
+/**
+ * Every character device some process has open (/proc/PID/fd/N, stat()ed:
+ * the device behind the fd, whatever path it was opened by). A macvtap queue
+ * shows there with its link's device number. As root every process is
+ * seen; otherwise only the caller's own (others' fd tables are unreadable),
+ * and the answer says it is incomplete.
+ */
+export function heldCharDevices(proc = '/proc'): Holders {
+  const devices = new Set<bigint>();
+  let complete = true;
+  let scanned = 0;
+  for (const entry of readdirSync(proc)) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`${proc}/${entry}/fd`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') complete = false; // gone meanwhile is fine; hidden is not
+      continue;
+    }
+    for (const fd of fds) {
+      if (++scanned > MAX_FDS_SCANNED) return { devices, complete: false };
+      try {
+        const st = statSync(`${proc}/${entry}/fd/${fd}`, { bigint: true });
+        if (st.isCharacterDevice()) devices.add(st.rdev);
+      } catch {
+        // closed meanwhile, or a descriptor that cannot be stat()ed: not a queue
+      }
+    }
+  }
+  // Only from the initial PID namespace does /proc show every process on the host.
+  if (procHidesOthers(proc) || ownPidNamespace() !== String(PROC_PID_INIT_INO)) complete = false;
+  return { devices, complete };
 }

@@ -23,7 +23,7 @@ import { peerHasHungUp } from '../scm.ts';
 import { SYSTEM_VHOST, VhostUnavailableError, type VhostOpener } from '../vhost.ts';
 import { allocateLink, deleteLinkQuietly } from './allocate.ts';
 import type { Candidate } from './authorize.ts';
-import { collectStale, linksHeldBy, listHelperLinks } from './ownership.ts';
+import { collectStale, linksHeldBy, listHelperLinks, type Collected } from './ownership.ts';
 import type { Plan } from './plan.ts';
 import { openQueueSet, type QueueSet } from './queues.ts';
 
@@ -41,6 +41,8 @@ export interface ExecuteHooks {
   allocated(candidate: Candidate): void;
   /** Sends the result, after privileges are dropped. */
   deliver(record: HelperRecord, fds: number[]): void;
+  /** Told of each link the request's own collection deleted, with why (for the audit log). */
+  removed(link: Collected): void;
 }
 
 /** A request's own collection: a few stale links that stand in its way, never a long wait (bulk collection is the root timer's). */
@@ -52,7 +54,7 @@ const asNetAdmin = <T>(fn: () => T): T => withCapabilities(NET_ADMIN, fn);
 /** Carries out the plan and hands the result over. Throws (having rolled back what it could) on any failure. */
 export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
   return withNetlink((nl) => {
-    makeRoom(nl, plan);
+    makeRoom(nl, plan, hooks);
     checkLimit(nl, plan, 'before');
     const { candidate, link, lowerMacBefore } = allocateLink(nl, { mode: plan.mode, ifname: plan.ifname, mac: plan.mac, group: markGroup(process.pid) },
       plan.candidates, plan.pool, () => hooks.checkpoint('before-create'));
@@ -103,15 +105,15 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
  * carries one passthru link only), and the caller's own when they count
  * toward the limit.
  */
-function makeRoom(nl: NetlinkSocket, plan: Plan): void {
+function makeRoom(nl: NetlinkSocket, plan: Plan, hooks: ExecuteHooks): void {
   const links = listHelperLinks(nl);
   const deadline = Date.now() + COLLECT_BUDGET_MS;
   if (plan.mode === 'passthru') {
     const lowerIndexes = new Set(plan.candidates.map((c) => c.lower.index));
-    for (const hl of collectStale(nl, { uid: undefined, lowerIndexes, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) debug('collected stale %s on a candidate device', hl.link.name);
+    for (const hl of collectStale(nl, { uid: undefined, lowerIndexes, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) hooks.removed(hl);
   }
   if (plan.limit && links.some((hl) => hl.state === 'stale' && hl.tag?.uid === plan.caller.uid)) {
-    for (const hl of collectStale(nl, { uid: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) debug('collected own stale %s', hl.link.name);
+    for (const hl of collectStale(nl, { uid: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) hooks.removed(hl);
   }
 }
 

@@ -28,7 +28,7 @@ import { nssAccounts } from './accounts.ts';
 import { PolicyDenial, type Candidate } from './authorize.ts';
 import { execute, peerGone, STEPS, type Step } from './execute.ts';
 import { outputSocketFromArgv, parseHelperArgs, type CreateRequest, type HelperRequest, type Output } from './options.ts';
-import { collectStale, formatTable, listHelperLinks, listRows, releaseLink, withLowerNames } from './ownership.ts';
+import { collectStale, formatTable, listHelperLinks, listRows, releaseLink, withLowerNames, type HelperLink } from './ownership.ts';
 import { planCreate, policyPath, type Plan } from './plan.ts';
 import type { HelperProgram } from './programs.ts';
 import { usage } from './usage.ts';
@@ -100,7 +100,7 @@ export function runHelper(program: HelperProgram, argv: readonly string[], seams
       case 'list':
       case 'release':
       case 'gc':
-        withNetlink((nl) => maintain(nl, request as Exclude<HelperRequest, CreateRequest>), request.action === 'list' ? undefined : (fn) => withCapabilities(NET_ADMIN, fn));
+        withNetlink((nl) => maintain(program, nl, request as Exclude<HelperRequest, CreateRequest>), request.action === 'list' ? undefined : (fn) => withCapabilities(NET_ADMIN, fn));
         return EXIT_OK;
       case 'create':
         checkpoint(seams, 'parsed');
@@ -149,8 +149,7 @@ function checkConfig(config: string | undefined): number {
 }
 
 /** --list, --release, --gc: any caller, on their own links (root: all). Acts, drops privileges, then prints. */
-function maintain(nl: NetlinkSocket, req: Exclude<HelperRequest, CreateRequest>): void {
-  // Releasing and collecting delete links: the socket raises CAP_NET_ADMIN around each request.
+function maintain(program: HelperProgram, nl: NetlinkSocket, req: Exclude<HelperRequest, CreateRequest>): void {
   const caller = callerIdentity();
   let output = '';
   if (req.action === 'list') {
@@ -159,13 +158,22 @@ function maintain(nl: NetlinkSocket, req: Exclude<HelperRequest, CreateRequest>)
     output = req.json ? JSON.stringify(rows, null, 2) + '\n' : formatTable(rows);
   } else if (req.action === 'release') {
     const hl = releaseLink(nl, req.ifname, caller.uid);
+    auditRemoval(program, caller.uid, hl, `released by uid ${caller.uid}`);
     output = `released ${hl.link.name}\n`;
   } else if (req.action === 'gc') {
     const removed = collectStale(nl, { uid: caller.uid === 0 ? undefined : caller.uid });
-    output = removed.map((hl) => `removed stale ${hl.link.name} (owner pid ${hl.tag?.pid ?? `unknown, made by pid ${hl.creator}`})\n`).join('');
+    for (const hl of removed) auditRemoval(program, caller.uid, hl, hl.reason);
+    output = removed.map((hl) => `removed ${hl.link.name}: ${hl.reason}\n`).join('');
   }
   dropPrivileges(caller);
   writeOut(output);
+}
+
+/** Every deletion of a link says in the audit log what was deleted, for whom, and why. */
+export function auditRemoval(program: HelperProgram, by: number, hl: HelperLink, reason: string): void {
+  audit(program.name, 'notice', [auditField('uid', String(by)), auditField('program', program.name), auditField('action', 'delete'),
+    auditField('ifname', hl.link.name, true), auditField('ifindex', String(hl.link.index)), auditField('owner_uid', hl.tag ? String(hl.tag.uid) : 'none'),
+    auditField('reason', reason, true)].join(' '));
 }
 
 function create(state: RunState, req: CreateRequest, seams: HelperSeams): void {
@@ -188,6 +196,7 @@ function create(state: RunState, req: CreateRequest, seams: HelperSeams): void {
       checkpoint: (step) => checkpoint(seams, step),
       vhostOpener: seams.vhostOpener,
       allocated: (c) => { chosen = c; },
+      removed: (hl) => auditRemoval(state.program, plan.caller.uid, hl, hl.reason),
       deliver: (rec, fds) => handOver(state, plan.output, rec, fds),
     });
     audit(name, 'info', `${chosen!.auditLine} ${outcomeFields(record)}`);

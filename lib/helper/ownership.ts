@@ -10,6 +10,7 @@ import { deleteLink, getLinkByIndex, listLinks, setLinkAddress, type Link } from
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
 import { decodeOwnerTag, judgeLink, type HelperLinkView, type ProcessView } from '../owner.ts';
 import { SYSTEM_PROCESSES } from '../proc.ts';
+import { tapDeviceNumber } from '../tap.ts';
 
 const debug = logger('ownership');
 
@@ -72,25 +73,77 @@ export interface CollectScope {
   deadline?: number;
 }
 
+/** A link deleted by a collection, and why it was proven unused (for the audit line). */
+export interface Collected extends HelperLink {
+  reason: string;
+}
+
 /**
- * Deletes the stale helper links in scope; returns what it deleted. Only a
- * link judged 'stale' goes: its owner is proven gone ('unknown' never is).
- * `links` is a listing made just before, when the caller has one.
+ * How long after it is tagged a link counts as in use whether or not a
+ * process holds its queue: the fds are in flight from the helper to QEMU (or
+ * from a manager to QEMU) for milliseconds, and nobody's fd table shows them then.
  */
-export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: ProcessView = SYSTEM_PROCESSES, links = listHelperLinks(nl, proc)): HelperLink[] {
-  const removed: HelperLink[] = [];
-  for (const hl of links) {
-    if (hl.state !== 'stale') continue;
+export const HANDOVER_GRACE_S = 30;
+
+/**
+ * Why `hl` is proven unused, or undefined when it may be in use. A link some
+ * process holds a queue of is in use, whoever its owner is (a manager passed
+ * the fd on; a wrapper forked a child that keeps it). With a complete view
+ * of every process's fds (root), a link nobody holds is unused once past the
+ * hand-over grace, even when its recorded owner lives (a manager that ran the
+ * helper and passed the fd to a QEMU that has since exited); at once when the
+ * owner is proven gone. With a partial
+ * view (the caller's own processes), only a link whose owner is proven gone
+ * and that none of those processes holds.
+ */
+export function unusedReason(hl: HelperLink, holders: { devices: ReadonlySet<bigint>; complete: boolean }, device: bigint | undefined, now: number): string | undefined {
+  if (hl.state === 'in-progress' || hl.state === 'unknown' && !holders.complete) return undefined;
+  if (device === undefined) return undefined; // its queue's device cannot be read: cannot tell who holds it
+  if (holders.devices.has(device)) return undefined;
+  const owner = hl.tag ? `owner pid ${hl.tag.pid}` : `creating helper pid ${hl.creator}`;
+  if (holders.complete) {
+    if (hl.state === 'stale') return `its ${owner} is gone and no process holds its queue`;
+    // The owner lives (or cannot be seen) but holds nothing: past the grace, it handed the fds on to a process that has let them go.
+    if (hl.tag && now - hl.tag.created < HANDOVER_GRACE_S) return undefined;
+    return `no process holds its queue (its ${owner} no longer uses it)`;
+  }
+  if (hl.state !== 'stale') return undefined;
+  return `its ${owner} is gone and none of the caller's processes holds its queue`;
+}
+
+/** The device number of a link's queue, or undefined when sysfs does not show it (then nobody can tell who holds it). */
+function queueDevice(link: Link): bigint | undefined {
+  try {
+    return tapDeviceNumber(link);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Deletes the helper links in scope that are proven unused (unusedReason);
+ * returns them with the reason. `links` is a listing made just before, when
+ * the caller has one.
+ */
+export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: ProcessView = SYSTEM_PROCESSES, links = listHelperLinks(nl, proc)): Collected[] {
+  const removed: Collected[] = [];
+  const inScope = links.filter((hl) =>
     // An untagged link has no recorded owner: only root's collection takes it.
-    if (scope.uid !== undefined && hl.tag?.uid !== scope.uid) continue;
-    if (scope.lowerIndexes && (hl.link.lowerIndex === undefined || !scope.lowerIndexes.has(hl.link.lowerIndex))) continue;
+    (scope.uid === undefined || hl.tag?.uid === scope.uid) &&
+    (!scope.lowerIndexes || (hl.link.lowerIndex !== undefined && scope.lowerIndexes.has(hl.link.lowerIndex))));
+  if (inScope.length === 0) return removed;
+  const holders = proc.holders();
+  const now = Math.floor(Date.now() / 1000);
+  for (const hl of inScope) {
+    const reason = unusedReason(hl, holders, queueDevice(hl.link), now);
+    if (!reason) continue;
     if (removed.length >= (scope.maxLinks ?? Infinity) || Date.now() > (scope.deadline ?? Infinity)) {
       debug('collection budget spent: %d links deleted, the rest is left to --gc', removed.length);
       break;
     }
     if (!hl.tag && !stillUntagged(nl, hl)) continue;
     removeHelperLink(nl, hl);
-    removed.push(hl);
+    removed.push({ ...hl, reason });
   }
   return removed;
 }

@@ -7,7 +7,7 @@ import {
   IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP,
 } from '../constants.ts';
 import {
-  attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute,
+  attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute, NetlinkDecodeError,
   type Attribute, type NetlinkMessage,
 } from './wire.ts';
 import { NetlinkError, type NetlinkSocket } from './socket.ts';
@@ -143,7 +143,16 @@ export function linkDumpRequest(kind?: string): Buffer {
  */
 export function listLinks(nl: NetlinkSocket, kind?: string): Link[] {
   const replies = nl.request(RTM_GETLINK, NLM_F_DUMP, linkDumpRequest(kind), `RTM_GETLINK dump${kind === undefined ? '' : ` kind ${kind}`}`);
-  const links = replies.filter((m) => m.type === RTM_NEWLINK).map(parseLink);
+  const links: Link[] = [];
+  for (const m of replies) {
+    if (m.type !== RTM_NEWLINK) continue;
+    try {
+      links.push(parseLink(m));
+    } catch (err) {
+      // A link we cannot decode (another tool's, a newer kernel's attribute) is not ours: it never fails a listing.
+      if (!(err instanceof NetlinkDecodeError)) throw err;
+    }
+  }
   return kind === undefined ? links : links.filter((l) => l.kind === kind);
 }
 

@@ -173,7 +173,7 @@ else {
     t.match(listLinks(ns), [{ name, pid, state: 'stale' }], 'QEMU gone: the link is stale');
     const gc = helperAction(ns, '--gc');
     t.equal(gc.code, 0, gc.stderr);
-    t.match(gc.stdout, new RegExp(`removed stale ${name} \\(owner pid ${pid}\\)`));
+    t.match(gc.stdout, new RegExp(`removed ${name}: its owner pid ${pid} is gone`));
     t.same(ns.macvtaps(), [], '--gc removed it');
   });
 
