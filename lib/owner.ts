@@ -101,21 +101,22 @@ export interface HelperLinkView {
 }
 
 /**
- * Whether a link is ours, and if so whether its owner is alive. undefined:
- * not a helper-made link. 'unknown' (the owner cannot be seen from here) is
+ * Whether a link is ours (it carries the group mark), and if so whether its
+ * owner is alive. undefined: not a helper-made link, whatever its alias says. 'unknown' (the owner cannot be seen from here) is
  * never collected. An untagged link is in progress while its creator runs
  * the helper executable, or might (cannot be read): a process that merely
  * calls itself qemu-net-helper does not keep it.
  */
 export function judgeLink(link: { alias: string | undefined; group: number }, proc: ProcessView): HelperLinkView | undefined {
+  // Ours only with the group mark, which the kernel applies at creation: an alias alone anyone with CAP_NET_ADMIN can write.
   const creator = creatorFromGroup(link.group);
+  if (creator === undefined) return undefined;
   const tag = decodeOwnerTag(link.alias);
   if (tag) {
     const p = proc.lookup(tag.pid, tag.pidns);
     const state: OwnerState = p.kind === 'unknown' ? 'unknown' : p.kind === 'running' && p.start === tag.start ? 'alive' : 'stale';
-    return { tag, creator: creator ?? 0, state };
+    return { tag, creator, state };
   }
-  if (creator === undefined) return undefined;
   const p = proc.lookup(creator, undefined);
   if (p.kind === 'gone') return { tag: undefined, creator, state: 'stale' };
   return { tag: undefined, creator, state: p.kind === 'unknown' || proc.isHelper(creator) !== false ? 'in-progress' : 'stale' };

@@ -100,15 +100,15 @@ export function unusedReason(hl: HelperLink, holders: { devices: ReadonlySet<big
   if (hl.state === 'in-progress' || hl.state === 'unknown' && !holders.complete) return undefined;
   if (device === undefined) return undefined; // its queue's device cannot be read: cannot tell who holds it
   if (holders.devices.has(device)) return undefined;
-  const owner = hl.tag ? `owner pid ${hl.tag.pid}` : `creating helper pid ${hl.creator}`;
+  const gone = hl.tag ? `its owner pid ${hl.tag.pid} is gone` : `it was never tagged and its creating helper (pid ${hl.creator}) no longer runs`;
   if (holders.complete) {
-    if (hl.state === 'stale') return `its ${owner} is gone and no process holds its queue`;
+    if (hl.state === 'stale') return `${gone} and no process holds its queue`;
     // The owner lives (or cannot be seen) but holds nothing: past the grace, it handed the fds on to a process that has let them go.
     if (hl.tag && now - hl.tag.created < HANDOVER_GRACE_S) return undefined;
-    return `no process holds its queue (its ${owner} no longer uses it)`;
+    return `no process holds its queue (its owner pid ${hl.tag?.pid} no longer uses it)`;
   }
   if (hl.state !== 'stale') return undefined;
-  return `its ${owner} is gone and none of the caller's processes holds its queue`;
+  return `${gone} and none of the caller's processes holds its queue`;
 }
 
 /** The device number of a link's queue, or undefined when sysfs does not show it (then nobody can tell who holds it). */

@@ -44,7 +44,7 @@ else {
     ns.ip('link', 'add', 'link', 'v0', 'name', 'notours0', 'type', 'macvtap', 'mode', 'vepa');
     // A tag whose pid is alive (this process) but whose start time is not its own: a reused pid.
     ns.ip('link', 'add', 'link', 'v0', 'name', 'reused0', 'type', 'macvtap', 'mode', 'vepa');
-    ns.ip('link', 'set', 'reused0', 'alias', `qemu-net-helper/1 helper=qemu-net-helper-vepa uid=0 pid=${process.pid} start=1 created=1`);
+    ns.ip('link', 'set', 'reused0', 'alias', `qemu-net-helper/1 helper=qemu-net-helper-vepa uid=0 pid=${process.pid} start=1 created=1`, 'group', String(0x51000001));
 
     const states = Object.fromEntries(list(ns).map((row) => [row.name, row.state]));
     t.same(states, { [dead.ifname]: 'stale', [live.record.ifname]: 'alive', reused0: 'stale' }, 'notours0 is not listed');

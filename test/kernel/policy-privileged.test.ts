@@ -177,7 +177,7 @@ else {
     const mine = await holdAsUser(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0']);
     t.teardown(() => mine.release());
     ns.ip('link', 'add', 'link', 'v0', 'name', 'rootvt0', 'type', 'macvtap');
-    ns.ip('link', 'set', 'rootvt0', 'alias', 'qemu-net-helper/1 helper=qemu-net-helper-vepa uid=0 pid=1 start=1 created=1');
+    ns.ip('link', 'set', 'rootvt0', 'alias', 'qemu-net-helper/1 helper=qemu-net-helper-vepa uid=0 pid=1 start=1 created=1', 'group', String(0x51000001));
     const list = run(ns, policy, ['--list', '--json']);
     t.equal(list.status, 0, list.stderr);
     t.same(JSON.parse(list.stdout).map((r: { name: string }) => r.name), [mine.record.ifname], 'only the caller\'s link');

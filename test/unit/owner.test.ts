@@ -45,19 +45,20 @@ t.test('judging owners', async (t) => {
     holders: () => ({ devices: new Set(), complete: false }),
   };
   t.match(judgeLink({ alias: encodeOwnerTag(tag), group: markGroup(555) }, procs), { state: 'alive', creator: 555 });
-  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99 }), group: 0 }, procs), { state: 'stale' }, 'owner gone');
-  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 77 }), group: 0 }, procs), { state: 'stale' }, 'pid reused: other start time');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99 }), group: markGroup(555) }, procs), { state: 'stale' }, 'owner gone');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 77 }), group: markGroup(555) }, procs), { state: 'stale' }, 'pid reused: other start time');
   t.match(judgeLink({ alias: undefined, group: markGroup(555) }, procs), { state: 'in-progress', tag: undefined, creator: 555 });
   t.match(judgeLink({ alias: undefined, group: markGroup(556) }, procs), { state: 'stale', tag: undefined }, 'creator died before tagging');
   t.match(judgeLink({ alias: undefined, group: markGroup(557) }, procs), { state: 'in-progress' }, 'a creator whose executable cannot be read may be a helper');
   t.match(judgeLink({ alias: undefined, group: markGroup(558) }, procs), { state: 'stale' }, 'a running creator that is not a helper (a reused pid) does not keep it');
   t.match(judgeLink({ alias: undefined, group: markGroup(600) }, procs), { state: 'in-progress' }, 'a creator that cannot be seen may be running');
-  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 600 }), group: 0 }, procs), { state: 'unknown' }, 'an owner hidden from view (hidepid) is not stale');
-  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pidns: '4026531836' }), group: 0 }, procs), { state: 'alive' }, 'an owner in our own PID namespace');
-  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99, pidns: '4026532999' }), group: 0 }, procs), { state: 'unknown' }, 'a pid of another PID namespace names nobody here');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 600 }), group: markGroup(555) }, procs), { state: 'unknown' }, 'an owner hidden from view (hidepid) is not stale');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pidns: '4026531836' }), group: markGroup(555) }, procs), { state: 'alive' }, 'an owner in our own PID namespace');
+  t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99, pidns: '4026532999' }), group: markGroup(555) }, procs), { state: 'unknown' }, 'a pid of another PID namespace names nobody here');
   t.equal(decodeOwnerTag(encodeOwnerTag({ ...tag, pidns: '4026532999' }))?.pidns, '4026532999', 'pidns round-trips');
   t.equal(decodeOwnerTag(`${encodeOwnerTag(tag)} pidns=x`), undefined, 'a pidns that is not decimal is not our tag');
   t.equal(judgeLink({ alias: 'uplink to rack 4', group: 0 }, procs), undefined, 'not ours');
+  t.equal(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99 }), group: 0 }, procs), undefined, 'a forged tag without the group mark is not ours');
   t.equal(judgeLink({ alias: undefined, group: 7 }, procs), undefined, 'not ours');
 });
 

@@ -1,0 +1,212 @@
+// Ownership on hosts set up the way users run them (issue 13): a link is
+// deleted only when it is proven unused, and then it is.
+// - an owner in a PID namespace (a container), seen from the host;
+// - another user whose /proc is mounted hidepid=2;
+// - a manager that passes the fd to a child and stays alive (libvirt);
+// - a wrapper that forks a child keeping the fd and exits;
+// - a zombie owner, a creator pid reused by a process that calls itself a helper;
+// - links of other tools: an alias that is not UTF-8, one of 255 bytes, a forged tag.
+// Unprivileged users run a file-capability copy of the pinned node with the
+// same sources, as in policy-privileged.test.ts; each asserts which links exist afterwards.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import t from 'tap';
+import { callHelper, HelperCallError } from '../../lib/client.ts';
+import { encodeOwnerTag, markGroup } from '../../lib/owner.ts';
+import type { HelperRecord } from '../../lib/record.ts';
+import { holdLink } from '../support/held-link.ts';
+import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
+import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
+import { PASSTHROUGH, REPO, VEPA } from '../support/paths.ts';
+import { privilegedSkipReason } from '../support/privileged.ts';
+
+const skip = privilegedSkipReason(['ip', 'setcap', 'setpriv', 'unshare']);
+if (skip) t.plan(0, skip);
+else {
+  const ALICE = 64_001;
+  const BOB = 64_002;
+  const dir = mkdtempSync('/tmp/qnh-hosts-');
+  chmodSync(dir, 0o755);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const capNode = `${dir}/node`;
+  copyFileSync(process.execPath, capNode);
+  chmodSync(capNode, 0o755);
+  const setcap = spawnSync('setcap', ['cap_net_admin,cap_dac_override=ep', capNode], { encoding: 'utf8' });
+  if (setcap.status !== 0) throw new Error(`setcap failed: ${setcap.stderr}`);
+
+  const children: number[] = [];
+  t.teardown(() => { for (const pid of children) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } });
+
+  function policyFor(ns: Netns, devs: string): string {
+    const path = `${dir}/policy-${ns.name}.conf`;
+    writeFileSync(path, `allow user ${ALICE},${BOB} dev ${devs} mode vepa,passthru netns ${ns.name}\n`, { mode: 0o644 });
+    return path;
+  }
+
+  const asUser = (ns: Netns, uid: number, pre: string[] = []) =>
+    [...ns.exec, ...pre, 'setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin'];
+  const helperAsUser = (program: string, policy: string, args: string[]) =>
+    [capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args];
+  /** /proc mounted with hidepid=2 in a mount namespace of its own, then the rest of the command. */
+  const HIDEPID = ['unshare', '-m', 'sh', '-c', 'mount -t proc -o hidepid=2 proc /proc && exec "$@"', 'sh'];
+
+  function run(argv: string[]) {
+    return spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 30_000 });
+  }
+
+  const ifindexes = (ns: Netns) => ns.macvtaps().map((n) => Number(ns.link(n)?.ifindex));
+
+  /** Makes the link's tag say it was made `ageS` seconds ago (root may write any alias; the group mark stays). */
+  function ageTag(ns: Netns, ifname: string, ageS: number): void {
+    const alias: string = ns.link(ifname)?.ifalias;
+    ns.ip('link', 'set', ifname, 'alias', alias.replace(/ created=[0-9]+/, ` created=${Math.floor(Date.now() / 1000) - ageS}`));
+  }
+
+  /** Runs an fd-holders.ts owner; resolves with its first line, keeps it alive (manager) until `end()`. */
+  function fdHolder(prefix: string[], mode: 'manager' | 'forker', helper: string[]): Promise<{ record: HelperRecord; ownerPid: number; childPid: number; end(): void }> {
+    const argv = [...prefix, process.execPath, `${REPO}test/support/fd-holders.ts`, mode, '--', ...helper];
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error('no line from the owner in 30 s')); }, 30_000);
+      createInterface({ input: p.stdout! }).once('line', (line) => {
+        clearTimeout(timer);
+        const m = JSON.parse(line);
+        children.push(m.childPid);
+        resolve({ ...m, end: () => p.stdin!.end() });
+      });
+      p.once('exit', (code) => { if (code !== 0) { clearTimeout(timer); reject(new Error(`owner exited ${code}`)); } });
+    });
+  }
+
+  t.test('an owner in a PID namespace: seen from the host it is "unknown", never stale; root collects the link once nobody holds it', async (t) => {
+    const ns = createNetns(t, 'pidns');
+    addVethPair(ns);
+    const held = await holdLink([...ns.exec, 'unshare', '-pf', '--mount-proc'], [...VEPA, '--dev=v0']);
+    const ifname = held.record.ifname;
+    t.match(ns.link(ifname)?.ifalias, / pid=[0-9]{1,3} .* pidns=[0-9]+$/, 'the tag has the owner\'s pid in its own namespace, and that namespace');
+    t.match(listHelperLinks(ns), [{ name: ifname, state: 'unknown' }], 'the host cannot tell: unknown, not stale');
+    const gc = helperAction(ns, '--gc');
+    t.equal(gc.code, 0, gc.stderr);
+    t.equal(gc.stdout, '', 'root\'s --gc (the packaged timer) deletes nothing: the owner holds the queue');
+    t.ok(ns.macvtaps().includes(ifname), 'the container guest keeps its link');
+    await held.release();
+    t.equal(helperAction(ns, '--gc').stdout, '', 'just released: within the hand-over grace, still kept');
+    ageTag(ns, ifname, 120);
+    const later = helperAction(ns, '--gc');
+    t.match(later.stdout, new RegExp(`^removed ${ifname}: no process holds its queue`), 'once nobody holds it, root collects it');
+    t.same(ns.macvtaps(), []);
+  });
+
+  t.test('another user under hidepid=2 cannot see the owner: that is "in use", and nothing of the owner\'s is deleted', async (t) => {
+    const ns = createNetns(t, 'hidepid');
+    addVethPair(ns, 'p0', 'p0peer');
+    const policy = policyFor(ns, 'p0');
+    const alice = await holdLink(asUser(ns, ALICE), helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0']));
+    t.teardown(() => alice.release());
+    // bob asks for the same device under hidepid=2: his run's collection must not take alice's link.
+    const bob = run([...ns.exec, ...HIDEPID, 'setpriv', `--reuid=${BOB}`, `--regid=${BOB}`, '--clear-groups', ...helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0', '--probe'])]);
+    t.equal(bob.status, 1, 'bob is refused');
+    t.match(bob.stderr, /the kernel refused a passthru macvtap on p0/, 'because p0 is taken');
+    const bobGc = run([...ns.exec, ...HIDEPID, 'setpriv', `--reuid=${BOB}`, `--regid=${BOB}`, '--clear-groups', ...helperAsUser('qemu-net-helper-vepa', policy, ['--gc'])]);
+    t.equal(bobGc.status, 0, bobGc.stderr);
+    const aliceList = run([...ns.exec, ...HIDEPID, 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', ...helperAsUser('qemu-net-helper-vepa', policy, ['--list', '--json'])]);
+    t.match(JSON.parse(aliceList.stdout), [{ name: alice.record.ifname, uid: ALICE }], 'alice still lists her link');
+    t.ok(ns.macvtaps().includes(alice.record.ifname), 'alice\'s live link survived');
+  });
+
+  t.test('a manager that passes the fd to a child and stays alive: kept while the child holds it, collected by root after', async (t) => {
+    const ns = createNetns(t, 'manager');
+    addVethPair(ns, 'p0', 'p0peer');
+    const m = await fdHolder([...ns.exec], 'manager', [...PASSTHROUGH, '--dev=p0']);
+    t.teardown(() => m.end());
+    const ifname = m.record.ifname;
+    t.match(listHelperLinks(ns), [{ name: ifname, state: 'alive', pid: m.ownerPid }], 'the recorded owner is the manager');
+    t.equal(helperAction(ns, '--gc').stdout, '', 'kept: the child holds the queue');
+    process.kill(m.childPid, 'SIGKILL');
+    await waitGone(m.childPid);
+    ageTag(ns, ifname, 120);
+    t.match(helperAction(ns, '--gc').stdout, new RegExp(`^removed ${ifname}: no process holds its queue \\(its owner pid ${m.ownerPid} no longer uses it\\)`),
+      'collected by root although the manager lives');
+    const next = await callHelper({ command: [...ns.exec, ...PASSTHROUGH], args: ['--dev=p0'], timeoutMs: 20_000 });
+    t.teardown(() => next.close());
+    t.equal(next.record.lower, 'p0', 'and the next guest gets the passthrough device');
+  });
+
+  t.test('a wrapper that forks a child keeping the fd, then exits: kept while the child lives, for the user and for root', async (t) => {
+    const ns = createNetns(t, 'forker');
+    addVethPair(ns);
+    const policy = policyFor(ns, 'v0');
+    const f = await fdHolder(asUser(ns, ALICE), 'forker', helperAsUser('qemu-net-helper-vepa', policy, ['--dev=v0']));
+    const ifname = f.record.ifname;
+    await waitGone(f.ownerPid);
+    t.match(listHelperLinks(ns), [{ name: ifname, state: 'stale' }], 'its owner has gone');
+    const userGc = run([...asUser(ns, ALICE), ...helperAsUser('qemu-net-helper-vepa', policy, ['--gc'])]);
+    t.equal(userGc.stdout, '', 'the user\'s --gc keeps it: one of the user\'s processes holds the queue');
+    t.equal(helperAction(ns, '--gc').stdout, '', 'so does root\'s');
+    t.ok(ns.macvtaps().includes(ifname));
+    process.kill(f.childPid, 'SIGKILL');
+    await waitGone(f.childPid);
+    const after = run([...asUser(ns, ALICE), ...helperAsUser('qemu-net-helper-vepa', policy, ['--gc'])]);
+    t.match(after.stdout, new RegExp(`^removed ${ifname}: its owner pid ${f.ownerPid} is gone and none of the caller's processes holds its queue`));
+    t.same(ns.macvtaps(), []);
+  });
+
+  t.test('a zombie owner is dead, and a pid reused by a process that calls itself a helper keeps nothing', async (t) => {
+    const ns = createNetns(t, 'zombie');
+    addVethPair(ns);
+    // The owner exits; its parent (sleep, exec'd by sh) never reaps it.
+    const parent = spawn(ns.exec[0]!, [...ns.exec.slice(1), 'sh', '-c', `"$0" "${REPO}test/support/owner.ts" -- "$@" & exec sleep 60`, process.execPath, ...VEPA, '--dev=v0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(parent.pid!);
+    const line = await new Promise<string>((resolve) => createInterface({ input: parent.stdout! }).once('line', resolve));
+    const { ifname, ownerPid } = JSON.parse(line) as { ifname: string; ownerPid: number };
+    const deadline = Date.now() + 10_000;
+    while (!/\) Z /.test(spawnSync('cat', [`/proc/${ownerPid}/stat`], { encoding: 'utf8' }).stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    t.match(spawnSync('cat', [`/proc/${ownerPid}/stat`], { encoding: 'utf8' }).stdout, /\) Z /, 'the owner is a zombie');
+    t.match(listHelperLinks(ns), [{ name: ifname, state: 'stale' }], 'and counts as dead');
+
+    const impostor = spawn('sh', ['-c', 'exec -a qemu-net-helper-vepa sleep 60'], { stdio: 'ignore' });
+    children.push(impostor.pid!);
+    ns.ip('link', 'add', 'link', 'v0', 'name', 'untagged0', 'type', 'macvtap', 'mode', 'vepa');
+    ns.ip('link', 'set', 'untagged0', 'group', String(markGroup(impostor.pid!)));
+    t.match(listHelperLinks(ns).find((r) => r.name === 'untagged0'), { state: 'stale' }, 'a creator pid running another executable is not a helper in progress');
+    const gc = helperAction(ns, '--gc');
+    t.match(gc.stdout, new RegExp(`removed ${ifname}: its owner pid ${ownerPid} is gone`));
+    t.match(gc.stdout, /removed untagged0: it was never tagged and its creating helper \(pid [0-9]+\) no longer runs/);
+    t.same(ns.macvtaps(), []);
+  });
+
+  t.test('links of other tools: an alias that is not UTF-8, one of 255 bytes, a forged tag: not ours, never deleted, never a failure', async (t) => {
+    const ns = createNetns(t, 'foreign');
+    addVethPair(ns);
+    for (const name of ['bytes0', 'long0', 'forged0']) ns.ip('link', 'add', 'link', 'v0', 'name', name, 'type', 'macvtap', 'mode', 'vepa');
+    const bytes = spawnSync('sh', ['-c', `ip -n ${ns.name} link set bytes0 alias "$(printf 'own\\377\\376er')"`], { encoding: 'utf8' });
+    t.equal(bytes.status, 0, bytes.stderr);
+    ns.ip('link', 'set', 'long0', 'alias', 'x'.repeat(255));
+    ns.ip('link', 'set', 'forged0', 'alias', encodeOwnerTag({ helper: 'qemu-net-helper-vepa', uid: 0, pid: 999_999, start: '1', created: 1 }));
+    t.same(listHelperLinks(ns), [], '--list works and lists none of them');
+    const probe = spawnSync(ns.exec[0]!, [...ns.exec.slice(1), ...VEPA, '--dev=v0', '--probe', '--json'], { encoding: 'utf8' });
+    t.equal(probe.status, 0, `a helper run works beside them (${probe.stderr.trim()})`);
+    t.equal(helperAction(ns, '--gc').stdout, '');
+    t.same(ns.macvtaps().sort(), ['bytes0', 'forged0', 'long0'], 'all three are still there');
+    const release = helperAction(ns, '--release=forged0');
+    t.match(release.stderr, /forged0 is not a link made by qemu-net-helper/, 'a forged tag without the group mark cannot be released either');
+  });
+
+  async function waitGone(pid: number): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        process.kill(pid, 0);
+        const stat = spawnSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' }).stdout;
+        if (/\) Z /.test(stat) || stat === '') return;
+      } catch {
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`pid ${pid} still runs after 10 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  void HelperCallError;
+}
