@@ -62,6 +62,14 @@ export function decodeOwnerTag(alias: string | undefined): OwnerTag | undefined 
   return { helper, uid: Number(uid), pid: Number(pid), start: start!, created: Number(created), lowerMac: kv.get('lower_mac'), pidns };
 }
 
+/**
+ * The group a collection moves the links it deletes into, to delete them in
+ * one request: our mark with a "pid" no process can have (pid_max is at most
+ * 2^22), so no live helper's link is ever in it, and a link left there by a
+ * collection that died midway is still ours, and stale.
+ */
+export const COLLECTING_GROUP = (GROUP_MARK | GROUP_PID_MASK) >>> 0;
+
 export function markGroup(creatorPid: number): number {
   return (GROUP_MARK | (creatorPid & GROUP_PID_MASK)) >>> 0;
 }

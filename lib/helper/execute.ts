@@ -23,7 +23,7 @@ import { peerHasHungUp } from '../scm.ts';
 import { SYSTEM_VHOST, VhostUnavailableError, type VhostOpener } from '../vhost.ts';
 import { allocateLink, deleteLinkQuietly } from './allocate.ts';
 import type { Candidate } from './authorize.ts';
-import { collectStale, linksHeldBy, listHelperLinks, type Collected } from './ownership.ts';
+import { collectStale, linksHeldBy, listHelperLinks, type Collected, type HelperLink } from './ownership.ts';
 import type { Plan } from './plan.ts';
 import { openQueueSet, type QueueSet } from './queues.ts';
 
@@ -54,8 +54,7 @@ const asNetAdmin = <T>(fn: () => T): T => withCapabilities(NET_ADMIN, fn);
 /** Carries out the plan and hands the result over. Throws (having rolled back what it could) on any failure. */
 export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
   return withNetlink((nl) => {
-    makeRoom(nl, plan, hooks);
-    checkLimit(nl, plan, 'before');
+    checkLimit(nl, plan, 'before', makeRoom(nl, plan, hooks));
     const { candidate, link, lowerMacBefore } = allocateLink(nl, { mode: plan.mode, ifname: plan.ifname, mac: plan.mac, group: markGroup(process.pid) },
       plan.candidates, plan.pool, () => hooks.checkpoint('before-create'));
     hooks.allocated(candidate);
@@ -100,28 +99,43 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
 }
 
 /**
- * Collects the stale links that stand in this request's way, within a fixed
- * budget: those on the candidate devices for a passthru request (a device
- * carries one passthru link only), and the caller's own when they count
- * toward the limit.
+ * Collects the links that stand in this request's way, within a fixed
+ * budget: unused ones on the candidate devices of a passthru request (a
+ * device carries one passthru link only), and the caller's own when they
+ * count toward the limit. Returns the helper links as they are after it (the
+ * limit's first count uses them), or undefined when nothing needed a listing.
  */
-function makeRoom(nl: NetlinkSocket, plan: Plan, hooks: ExecuteHooks): void {
-  const links = listHelperLinks(nl);
+function makeRoom(nl: NetlinkSocket, plan: Plan, hooks: ExecuteHooks): HelperLink[] | undefined {
+  if (plan.mode !== 'passthru' && !plan.limit) return undefined; // nothing can stand in the way: no listing at all
+  let links = listHelperLinks(nl);
   const deadline = Date.now() + COLLECT_BUDGET_MS;
+  const removed = new Set<number>();
   if (plan.mode === 'passthru') {
     const lowerIndexes = new Set(plan.candidates.map((c) => c.lower.index));
-    for (const hl of collectStale(nl, { uid: undefined, lowerIndexes, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) hooks.removed(hl);
+    for (const hl of collectStale(nl, { uid: undefined, lowerIndexes, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) {
+      removed.add(hl.link.index);
+      hooks.removed(hl);
+    }
   }
-  if (plan.limit && links.some((hl) => hl.state === 'stale' && hl.tag?.uid === plan.caller.uid)) {
-    for (const hl of collectStale(nl, { uid: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) hooks.removed(hl);
+  if (plan.limit && links.some((hl) => hl.state === 'stale' && hl.tag?.uid === plan.caller.uid && !removed.has(hl.link.index))) {
+    for (const hl of collectStale(nl, { uid: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links.filter((l) => !removed.has(l.link.index)))) {
+      removed.add(hl.link.index);
+      hooks.removed(hl);
+    }
   }
+  if (removed.size) links = links.filter((hl) => !removed.has(hl.link.index));
+  return links;
 }
 
-/** Refuses when the caller holds as many links as the policy lets them (before), or more, counting the new one (after). */
-function checkLimit(nl: NetlinkSocket, plan: Plan, when: 'before' | 'after'): void {
+/**
+ * Refuses when the caller holds as many links as the policy lets them
+ * (before: from `links`, the listing makeRoom made), or more, counting the
+ * new one (after: a fresh listing).
+ */
+function checkLimit(nl: NetlinkSocket, plan: Plan, when: 'before' | 'after', links?: HelperLink[]): void {
   const limit = plan.limit;
   if (!limit) return;
-  const held = linksHeldBy(listHelperLinks(nl), plan.caller.uid);
+  const held = linksHeldBy(links ?? listHelperLinks(nl), plan.caller.uid);
   const over = when === 'before' ? held >= limit.links : held > limit.links;
   if (!over) return;
   const holding = when === 'before' ? held : held - 1;

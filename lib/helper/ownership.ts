@@ -6,9 +6,9 @@ import { logger } from '../log.ts';
 import { HelperError } from '../errors.ts';
 import { parseMac } from '../mac.ts';
 import { modeName } from '../modes.ts';
-import { deleteLink, getLinkByIndex, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
+import { deleteLink, deleteLinkGroup, getLinkByIndex, listLinks, setLinkAddress, setLinkGroup, type Link } from '../netlink/link.ts';
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
-import { decodeOwnerTag, judgeLink, type HelperLinkView, type ProcessView } from '../owner.ts';
+import { COLLECTING_GROUP, creatorFromGroup, decodeOwnerTag, judgeLink, type HelperLinkView, type ProcessView } from '../owner.ts';
 import { SYSTEM_PROCESSES } from '../proc.ts';
 import { tapDeviceNumber } from '../tap.ts';
 
@@ -26,8 +26,16 @@ export interface HelperLink extends HelperLinkView {
  */
 export function listHelperLinks(nl: NetlinkSocket, proc: ProcessView = SYSTEM_PROCESSES): HelperLink[] {
   const out: HelperLink[] = [];
-  for (const link of listLinks(nl, 'macvtap')) {
-    const view = judgeLink(link, proc);
+  // One look at each owner, however many links it has (a host may have a thousand links of one manager).
+  const seen = new Map<string, ReturnType<ProcessView['lookup']>>();
+  const once: ProcessView = { ...proc, lookup: (pid, pidns) => {
+    const key = `${pid}/${pidns}`;
+    let state = seen.get(key);
+    if (!state) seen.set(key, (state = proc.lookup(pid, pidns)));
+    return state;
+  } };
+  for (const link of listLinks(nl, 'macvtap', (group) => creatorFromGroup(group) !== undefined)) {
+    const view = judgeLink(link, once);
     if (view) out.push({ ...view, link, lowerName: undefined });
   }
   return out;
@@ -53,6 +61,11 @@ export function removeHelperLink(nl: NetlinkSocket, hl: HelperLink): void {
     throw err;
   }
   debug('deleted %s (ifindex %d)', hl.link.name, hl.link.index);
+  restoreLowerMac(nl, hl);
+}
+
+/** A passthru link's lower device gets its own MAC back if the kernel did not restore it. */
+function restoreLowerMac(nl: NetlinkSocket, hl: HelperLink): void {
   const lowerMac = hl.tag?.lowerMac;
   if (lowerMac && hl.link.lowerIndex !== undefined) {
     const lower = getLinkByIndex(nl, hl.link.lowerIndex);
@@ -134,18 +147,41 @@ export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: Proce
   if (inScope.length === 0) return removed;
   const holders = proc.holders();
   const now = Math.floor(Date.now() / 1000);
+  const doomed: Collected[] = [];
   for (const hl of inScope) {
     const reason = unusedReason(hl, holders, queueDevice(hl.link), now);
     if (!reason) continue;
-    if (removed.length >= (scope.maxLinks ?? Infinity) || Date.now() > (scope.deadline ?? Infinity)) {
-      debug('collection budget spent: %d links deleted, the rest is left to --gc', removed.length);
+    if (doomed.length >= (scope.maxLinks ?? Infinity) || Date.now() > (scope.deadline ?? Infinity)) {
+      debug('collection budget spent: %d links to delete, the rest is left to --gc', doomed.length);
       break;
     }
     if (!hl.tag && !stillUntagged(nl, hl)) continue;
-    removeHelperLink(nl, hl);
-    removed.push({ ...hl, reason });
+    doomed.push({ ...hl, reason });
   }
-  return removed;
+  if (doomed.length >= BATCH_DELETE_MIN) return removeTogether(nl, doomed);
+  for (const hl of doomed) removeHelperLink(nl, hl);
+  return doomed;
+}
+
+/** From this many links on, a collection deletes them in one request (deleteLinkGroup). */
+const BATCH_DELETE_MIN = 8;
+
+/** Deletes the links with one RTM_DELLINK of COLLECTING_GROUP; returns those that were deleted. */
+function removeTogether(nl: NetlinkSocket, links: Collected[]): Collected[] {
+  const moved: Collected[] = [];
+  for (const hl of links) {
+    try {
+      setLinkGroup(nl, hl.link.index, COLLECTING_GROUP);
+      moved.push(hl);
+    } catch (err) {
+      if (!(err instanceof NetlinkError && err.code === 'ENODEV')) throw err; // someone else removed it first
+    }
+  }
+  if (moved.length === 0) return moved;
+  deleteLinkGroup(nl, COLLECTING_GROUP);
+  debug('deleted %d links in one request', moved.length);
+  for (const hl of moved) restoreLowerMac(nl, hl);
+  return moved;
 }
 
 /**
