@@ -25,6 +25,8 @@ export interface HarnessProgram {
   argv: string[];
   /** argv run after each of its runs, with {i} replaced by the run's number (to delete what it made). */
   cleanup?: string[];
+  /** false for a program that answers nothing (the do-nothing floor): timed until it has exited. */
+  sendsFd?: boolean;
 }
 export interface HarnessInput {
   runs: number;
@@ -47,7 +49,7 @@ function expand(argv: string[], i: number): string[] {
 }
 
 /** Spawns argv with a socketpair end as fd 3; resolves after exit and the fd's arrival. */
-function runOnce(argv: string[]): Promise<{ ms: number }> {
+function runOnce(argv: string[], sendsFd = true): Promise<{ ms: number }> {
   const [mine, theirs] = libc.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC);
   return new Promise((resolve, reject) => {
     const start = performance.now();
@@ -62,6 +64,11 @@ function runOnce(argv: string[]): Promise<{ ms: number }> {
     };
     child.on('error', (err) => finish(err));
     child.on('close', (code, signal) => {
+      if (!sendsFd) {
+        const ms = performance.now() - start;
+        finish(code === 0 ? undefined : new Error(`${argv.join(' ')} exited ${signal ?? code}: ${stderr.trim()}`), ms);
+        return;
+      }
       let got;
       try {
         got = receiveWithFds(mine, 16, 2, MSG_DONTWAIT);
@@ -110,11 +117,11 @@ async function main(): Promise<void> {
     for (let round = 0; round < input.warmup + input.runs; round++) {
       for (const p of shuffled(input.programs)) {
         const i = n++;
-        const timed = await runOnce(expand(p.argv, i));
+        const timed = await runOnce(expand(p.argv, i), p.sendsFd);
         cleanup(p, i);
         const j = n++;
         const rssFile = join(work, `rss-${j}`);
-        await runOnce(['/usr/bin/time', '-f', '%M', '-o', rssFile, ...expand(p.argv, j)]);
+        await runOnce(['/usr/bin/time', '-f', '%M', '-o', rssFile, ...expand(p.argv, j)], p.sendsFd);
         cleanup(p, j);
         if (round >= input.warmup) {
           out.ms[p.label]!.push(timed.ms);

@@ -113,7 +113,10 @@ function table(rows: Row[]): string {
 }
 
 function report(rows: Row[], runs: number, m: Record<string, string>, date: string): string {
-  const [helper, floor, floorFastExit, anchor] = rows as [Row, Row, Row, Row];
+  const [helper, floor, floorFastExit, nothing, anchor] = rows as [Row, Row, Row, Row, Row];
+  const ratioNothing = helper.ms.median / nothing.ms.median;
+  const pairedNothing = pairedRatio(helper, nothing);
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
   const ratioFloor = helper.ms.median / floor.ms.median;
   const ratioFloorFastExit = helper.ms.median / floorFastExit.ms.median;
   const ratioAnchor = helper.ms.median / anchor.ms.median;
@@ -134,6 +137,8 @@ ${table(rows)}
 - helper / floor (median): **${ratioFloor.toFixed(2)}** (target at most ${TARGET_RATIO_FLOOR}: ${verdict(ratioFloor <= TARGET_RATIO_FLOOR)})
 - helper / (floor, _exit) (median): **${ratioFloorFastExit.toFixed(2)}** (the same target against a floor that also skips Node's exit: ${verdict(ratioFloorFastExit <= TARGET_RATIO_FLOOR)})
 - paired by round, median of the per-round ratios: helper / floor **${paired.median.toFixed(2)}** (${range(paired)}), helper / (floor, _exit) **${pairedFastExit.median.toFixed(2)}** (${range(pairedFastExit)})
+- helper / (floor, nothing) (median): **${ratioNothing.toFixed(2)}** (paired by round ${pairedNothing.median.toFixed(2)}, ${range(pairedNothing)}; the goal of ${TARGET_RATIO_FLOOR} against this floor: ${verdict(ratioNothing <= TARGET_RATIO_FLOOR)})
+- where the helper's time over the do-nothing floor goes (medians): koffi's load and one sendmsg (floor - nothing) ${ms(floor.ms.median - nothing.ms.median)}; the helper's own work, its larger code cache and its faster exit taken together (helper - floor) ${ms(helper.ms.median - floor.ms.median)}
 - helper / anchor (median): **${ratioAnchor.toFixed(2)}**
 - helper peak RSS (max): **${helper.rssMiB.max.toFixed(1)} MiB** (target at most ${TARGET_RSS_MIB} MiB: ${verdict(helper.rssMiB.max <= TARGET_RSS_MIB)})
 
@@ -199,6 +204,7 @@ async function main(): Promise<void> {
   try {
     process.stderr.write('bench: building the floor executable...\n');
     const floor = await buildExecutable(join(REPO, 'bench/floor-send-fd.ts'), { koffiPath: DEFAULT_KOFFI_NATIVE_PATH, outDir: join(work, 'bin') });
+    const nothing = await buildExecutable(join(REPO, 'bench/floor-nothing.ts'), { koffiPath: DEFAULT_KOFFI_NATIVE_PATH, outDir: join(work, 'bin') });
     execFileSync('chmod', ['755', work, join(work, 'bin')]);
     const etc = join(work, 'etc');
     mkdirSync(join(etc, 'qemu'), { recursive: true });
@@ -215,7 +221,7 @@ async function main(): Promise<void> {
     ipn('link', 'add', 'br0', 'type', 'bridge');
     ipn('link', 'set', 'br0', 'up');
 
-    for (const exe of [HELPER, floor.path, ANCHOR]) evict(exe);
+    for (const exe of [HELPER, floor.path, nothing.path, ANCHOR]) evict(exe);
     const input: HarnessInput = {
       runs,
       warmup: WARMUP,
@@ -224,6 +230,7 @@ async function main(): Promise<void> {
         { label: 'qemu-net-helper-vepa', argv: [HELPER, '--dev=v0', '--mac=52:54:00:be:0c:01', '--ifname=macvtapb{i}'], cleanup: ['ip', 'link', 'del', 'macvtapb{i}'] },
         { label: 'floor', argv: [floor.path] },
         { label: 'floor, _exit', argv: [floor.path, '--fast-exit'] },
+        { label: 'floor, nothing', argv: [nothing.path], sendsFd: false },
         { label: 'qemu-bridge-helper', argv: [ANCHOR] },
       ],
     };
@@ -237,6 +244,7 @@ async function main(): Promise<void> {
       'qemu-net-helper-vepa': `installed ${HELPER}`,
       floor: 'trivial SEA, same Node + koffi, sends /dev/null, exits as Node does',
       'floor, _exit': 'the same, then _exit(2) as the helper does',
+      'floor, nothing': 'a SEA built the same way that does nothing: no koffi, no fd',
       'qemu-bridge-helper': `C anchor, ${ANCHOR}`,
     };
     const rows: Row[] = input.programs.map((p) => ({
