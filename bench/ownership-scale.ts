@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     const capNode = join(work, 'node');
     copyFileSync(process.execPath, capNode);
     chmodSync(capNode, 0o755);
-    sh(['setcap', 'cap_net_admin,cap_dac_override=ep', capNode]);
+    sh(['setcap', 'cap_chown,cap_dac_override,cap_net_admin=ep', capNode]);
     sh(['ip', 'netns', 'add', ns]);
     nsMade = true;
     const policy = join(work, 'policy.conf');

@@ -144,6 +144,7 @@ export const PR_CAP_AMBIENT = 47;
 export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
 export const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 export const PR_SET_KEEPCAPS = 8;
+export const CAP_CHOWN = 0;
 export const CAP_DAC_OVERRIDE = 1;
 export const CAP_NET_ADMIN = 12;
 

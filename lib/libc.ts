@@ -91,6 +91,7 @@ const c = {
   poll: libc.func('int poll(void *fds, uint64_t nfds, int timeout)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   fstat: libc.func('int fstat(int fd, void *statbuf)'),
+  fchown: libc.func('int fchown(int fd, uint32_t owner, uint32_t group)'),
   getuid: libc.func('uint32_t getuid()'),
   geteuid: libc.func('uint32_t geteuid()'),
   getgid: libc.func('uint32_t getgid()'),
@@ -270,6 +271,11 @@ export interface Stat {
 }
 
 const STAT_SIZE = 144; // struct stat on x86_64
+
+/** fchown(2): gives the open file to another owner (needs CAP_CHOWN for anyone but root). */
+export function fchown(fd: number, uid: number, gid: number): void {
+  check('fchown', c.fchown(fd, uid, gid));
+}
 
 export function fstat(fd: number): Stat {
   const buf = Buffer.alloc(STAT_SIZE);

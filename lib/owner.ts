@@ -29,12 +29,15 @@ export interface OwnerTag {
   lowerMac?: string | undefined;
   /** The inode of the PID namespace `pid` is counted in (the helper's own): a pid means nothing in another one. */
   pidns?: string | undefined;
+  /** A persistent link: it belongs to `uid`, not to a process, and stays until released (pid is the helper that made it). */
+  persistent?: boolean | undefined;
 }
 
 export function encodeOwnerTag(t: OwnerTag): string {
   const parts = [TAG_PREFIX, `helper=${t.helper}`, `uid=${t.uid}`, `pid=${t.pid}`, `start=${t.start}`, `created=${t.created}`];
   if (t.lowerMac) parts.push(`lower_mac=${t.lowerMac}`);
   if (t.pidns) parts.push(`pidns=${t.pidns}`);
+  if (t.persistent) parts.push('persistent=1');
   return parts.join(' ');
 }
 
@@ -59,7 +62,9 @@ export function decodeOwnerTag(alias: string | undefined): OwnerTag | undefined 
   if (!helper || ![uid, pid, start, created].every((v) => v !== undefined && DECIMAL.test(v))) return undefined;
   const pidns = kv.get('pidns');
   if (pidns !== undefined && !DECIMAL.test(pidns)) return undefined;
-  return { helper, uid: Number(uid), pid: Number(pid), start: start!, created: Number(created), lowerMac: kv.get('lower_mac'), pidns };
+  const persistent = kv.get('persistent');
+  if (persistent !== undefined && persistent !== '1') return undefined;
+  return { helper, uid: Number(uid), pid: Number(pid), start: start!, created: Number(created), lowerMac: kv.get('lower_mac'), pidns, persistent: persistent === '1' || undefined };
 }
 
 /**
@@ -98,7 +103,7 @@ export interface ProcessView {
   holders(): { devices: ReadonlySet<bigint>; complete: boolean };
 }
 
-export type OwnerState = 'alive' | 'stale' | 'in-progress' | 'unknown';
+export type OwnerState = 'alive' | 'stale' | 'in-progress' | 'unknown' | 'persistent';
 
 export interface HelperLinkView {
   /** The tag, or undefined for a marked link whose helper never tagged it. */
@@ -120,6 +125,7 @@ export function judgeLink(link: { alias: string | undefined; group: number }, pr
   const creator = creatorFromGroup(link.group);
   if (creator === undefined) return undefined;
   const tag = decodeOwnerTag(link.alias);
+  if (tag?.persistent) return { tag, creator, state: 'persistent' };
   if (tag) {
     const p = proc.lookup(tag.pid, tag.pidns);
     const state: OwnerState = p.kind === 'unknown' ? 'unknown' : p.kind === 'running' && p.start === tag.start ? 'alive' : 'stale';

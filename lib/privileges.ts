@@ -16,7 +16,7 @@
 // the other order makes glibc abort (a thread without CAP_SETUID fails).
 
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
-import { AT_SECURE, CAP_DAC_OVERRIDE, CAP_NET_ADMIN, F_GETFD, O_RDWR, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGUSR1 } from './constants.ts';
+import { AT_SECURE, CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_NET_ADMIN, F_GETFD, O_RDWR, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGUSR1 } from './constants.ts';
 import * as libc from './libc.ts';
 
 
@@ -74,8 +74,13 @@ const capset = libc.capsetBinding;
 export const capBit = (cap: number): bigint => 1n << BigInt(cap);
 export const NET_ADMIN = capBit(CAP_NET_ADMIN);
 export const DAC_OVERRIDE = capBit(CAP_DAC_OVERRIDE);
-/** Every capability a helper run uses: creating and deleting links, opening /dev/tapN and /dev/vhost-net (root's, mode 0600). */
-export const HELPER_CAPABILITIES = NET_ADMIN | DAC_OVERRIDE;
+export const CHOWN = capBit(CAP_CHOWN);
+/**
+ * Every capability a helper run uses: creating and deleting links, opening
+ * /dev/tapN and /dev/vhost-net (root's, mode 0600), and giving a persistent
+ * link's /dev/tapN to its user.
+ */
+export const HELPER_CAPABILITIES = NET_ADMIN | DAC_OVERRIDE | CHOWN;
 
 /**
  * The main thread's permitted set after confinePrivileges(), or undefined

@@ -27,7 +27,7 @@ export const CONFFILE = '/etc/qemu/net-helper.conf';
  * The file capabilities postinst gives each helper; docs/security.md says
  * why each is needed. Effective at exec: Node is not capability-aware.
  */
-export const HELPER_CAPS = 'cap_net_admin,cap_dac_override=ep';
+export const HELPER_CAPS = 'cap_chown,cap_dac_override,cap_net_admin=ep';
 const DOC = `/usr/share/doc/${PACKAGE}`;
 
 function run(argv: string[], what: string): string {

@@ -26,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 dist="${DIST:-$repo/dist}"
 info="$dist/sea/build.json"
-caps='cap_net_admin,cap_dac_override=ep'
+caps='cap_chown,cap_dac_override,cap_net_admin=ep'
 
 [ -r "$info" ] || die "$info is missing; build first with 'npm run package -- --prefix=${PREFIX:-/usr}'"
 

@@ -188,6 +188,7 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
       mode: asked.mode,
       queues: req.queues,
       vhost: req.vhost,
+      persistent: req.output.kind === 'persistent',
       netns: ctx.netns,
     };
     const problem = lowerDeviceProblem(lower, ctx.sysClassNet);

@@ -17,7 +17,7 @@ import { deleteLink, getLinkByIndex, setLinkAlias, type Link } from '../netlink/
 import { NetlinkError, withNetlink, type NetlinkSocket } from '../netlink/socket.ts';
 import { encodeOwnerTag, markGroup } from '../owner.ts';
 import * as policy from '../policy/index.ts';
-import { dropPrivileges, NET_ADMIN, withCapabilities } from '../privileges.ts';
+import { CHOWN, dropPrivileges, NET_ADMIN, withCapabilities } from '../privileges.ts';
 import type { FdKind, HelperRecord } from '../record.ts';
 import { peerHasHungUp } from '../scm.ts';
 import { SYSTEM_VHOST, VhostUnavailableError, type VhostOpener } from '../vhost.ts';
@@ -65,20 +65,22 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
       hooks.checkpoint('tagged');
       // Counted again with our own link tagged: of helpers racing at the limit, the later ones always see the earlier ones.
       checkLimit(nl, plan, 'after');
-      const queues = openQueues(link, plan, candidate, hooks.vhostOpener);
+      // A persistent link: one queue is opened to check it and describe it, and the node is given to the caller; nothing is handed over.
+      const queues = openQueues(link, plan.persistent ? { ...plan, queues: 1 } : plan, candidate, hooks.vhostOpener);
       try {
         hooks.checkpoint('opened');
-        const record = buildRecord(link, candidate.lower, plan, queues);
+        if (plan.persistent) giveNode(queues.tapFds[0]!, plan);
+        const record = { ...buildRecord(link, candidate.lower, plan, queues), ...(plan.persistent ? { fds: [], multiQueue: plan.queues > 1 } : {}) };
         if (plan.output.kind === 'probe') {
           deleteLink(nl, link.index);
           debug('probe: deleted %s', link.name);
-        } else if (peerHasHungUp(plan.output.fd)) {
+        } else if (plan.output.kind !== 'persistent' && peerHasHungUp(plan.output.fd)) {
           throw peerGone();
         }
         dropPrivileges(plan.caller);
         privileged = false;
         hooks.checkpoint('sending');
-        hooks.deliver(record, [...queues.tapFds, ...queues.vhostFds]);
+        hooks.deliver(record, plan.persistent ? [] : [...queues.tapFds, ...queues.vhostFds]);
         hooks.checkpoint('sent');
         return record;
       } finally {
@@ -143,14 +145,25 @@ function checkLimit(nl: NetlinkSocket, plan: Plan, when: 'before' | 'after', lin
     `release links you no longer use (--list, --release=IFNAME, --gc), or ask the administrator to raise it ("limit user NAME links N" in ${policy.POLICY_PATH})`);
 }
 
+/**
+ * Makes a persistent link's /dev/tapN the caller's (owner and group, mode
+ * 0600 as devtmpfs made it), through the queue fd just opened and verified:
+ * never by a path. The node goes with the link, so nothing the caller can
+ * keep reaches a later one (docs/security.md, "Device nodes").
+ */
+function giveNode(fd: number, plan: Plan): void {
+  withCapabilities(CHOWN, () => libc.fchown(fd, plan.caller.uid, plan.caller.gid));
+  debug('gave the node of fd %d to uid %d gid %d', fd, plan.caller.uid, plan.caller.gid);
+}
+
 function tag(nl: NetlinkSocket, link: Link, plan: Plan, lowerMac: string | undefined): void {
   const o = plan.owner;
-  const text = encodeOwnerTag({ helper: plan.program.name, uid: o.uid, pid: o.pid, start: o.start, created: Math.floor(Date.now() / 1000), lowerMac, pidns: o.pidns });
+  const text = encodeOwnerTag({ helper: plan.program.name, uid: o.uid, pid: o.pid, start: o.start, created: Math.floor(Date.now() / 1000), lowerMac, pidns: o.pidns, persistent: plan.persistent || undefined });
   setLinkAlias(nl, link.index, text);
   debug('tagged %s: %s', link.name, text);
 }
 
-function openQueues(link: Link, plan: Plan, candidate: Candidate, vhostOpener: VhostOpener = SYSTEM_VHOST): QueueSet {
+function openQueues(link: Link, plan: Pick<Plan, 'queues' | 'vnetHdr'>, candidate: Candidate, vhostOpener: VhostOpener = SYSTEM_VHOST): QueueSet {
   try {
     return openQueueSet(link, { queues: plan.queues, vnetHdr: plan.vnetHdr, vhost: candidate.vhost }, vhostOpener);
   } catch (err) {

@@ -23,6 +23,7 @@ import { encodeErrorRecord, encodeHelperRecord, helperRecordFields, helperRecord
 import { checkUnixStreamSocket, sendStreamWithFds, sendWithFds } from '../scm.ts';
 import { SYS_CLASS_NET } from '../sriov.ts';
 import type { VhostOpener } from '../vhost.ts';
+import { tapNodePath } from '../tap.ts';
 import { VERSION } from '../version.ts';
 import { nssAccounts } from './accounts.ts';
 import { PolicyDenial, type Candidate } from './authorize.ts';
@@ -232,10 +233,11 @@ function handOver(state: RunState, out: Output, record: HelperRecord, fds: numbe
       sendWithFds(out.fd, Buffer.from([0]), fds);
     } else if (out.kind === 'socketpair') {
       sendStreamWithFds(out.fd, encodeHelperRecord(record), fds);
-    } else if (out.json) {
-      writeOut(JSON.stringify(helperRecordJson(record), null, 2) + '\n');
     } else {
-      writeOut(['version=1', ...helperRecordFields(record).map(([k, v]) => `${k}=${v}`)].join('\n') + '\n');
+      // --probe and --persistent print the record; a persistent link's also says where its queues are.
+      const extra: Array<[string, string]> = out.kind === 'persistent' ? [['persistent', '1'], ['device', tapNodePath(record.ifindex)]] : [];
+      if (out.json) writeOut(JSON.stringify({ ...helperRecordJson(record), ...Object.fromEntries(extra) }, null, 2) + '\n');
+      else writeOut(['version=1', ...[...helperRecordFields(record), ...extra].map(([k, v]) => `${k}=${v}`)].join('\n') + '\n');
     }
     state.replySent = true;
   } catch (err) {

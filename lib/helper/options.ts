@@ -34,6 +34,7 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: 'fd', kind: 'value' },
   { name: 'socketpair', kind: 'value' },
   { name: 'probe', kind: 'flag' },
+  { name: 'persistent', kind: 'flag' },
   { name: 'json', kind: 'flag' },
   { name: 'use-vnet', kind: 'flag' },
   { name: 'br', kind: 'value' },
@@ -56,7 +57,9 @@ export function optionSpecs(program: HelperProgram): OptionSpec[] {
 export type Output =
   | { kind: 'fd'; fd: number }
   | { kind: 'socketpair'; fd: number }
-  | { kind: 'probe'; json: boolean };
+  | { kind: 'probe'; json: boolean }
+  /** A persistent link: made, given to the caller (its /dev/tapN theirs), described on stdout; no fd handed over. */
+  | { kind: 'persistent'; json: boolean };
 
 /** The lower device(s) to try, in order; a network or named pool is looked up in the policy. */
 export type Target =
@@ -181,16 +184,17 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
   const maintenance = parseMaintenance(o);
   if (maintenance) return maintenance;
 
-  const outputs = ['fd', 'socketpair', 'probe'].filter((k) => o.has(k));
+  const outputs = ['fd', 'socketpair', 'probe', 'persistent'].filter((k) => o.has(k));
   if (outputs.length !== 1) {
     throw new UsageError(outputs.length === 0 ? 'no output given' : `--${outputs.join(' and --')} cannot be combined`,
-      'give exactly one of --fd=N (QEMU helper=), --socketpair=N or --probe (or --list, --release=IFNAME, --gc)');
+      'give exactly one of --fd=N (QEMU helper=), --socketpair=N, --probe or --persistent (or --list, --release=IFNAME, --gc)');
   }
   let output: Output;
   if (o.has('fd')) output = { kind: 'fd', fd: replyFd('fd', o.get('fd') as string) };
   else if (o.has('socketpair')) output = { kind: 'socketpair', fd: replyFd('socketpair', o.get('socketpair') as string) };
+  else if (o.has('persistent')) output = { kind: 'persistent', json: o.has('json') };
   else output = { kind: 'probe', json: o.has('json') };
-  if (o.has('json') && output.kind !== 'probe') throw new UsageError('--json goes with --probe', 'add --probe or drop --json');
+  if (o.has('json') && output.kind !== 'probe' && output.kind !== 'persistent') throw new UsageError('--json goes with --probe or --persistent', 'add --probe or drop --json');
 
   const target = parseTarget(program, o);
 
@@ -210,6 +214,10 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
         'ask QEMU for vhost instead: -netdev tap,helper=...,vhost=on');
     }
     vhost = 'off'; // QEMU opens /dev/vhost-net itself when asked
+  }
+  if (output.kind === 'persistent') {
+    if (vhost === 'on') throw new UsageError('--vhost=on cannot be used with --persistent: no fd is handed over', 'whoever opens the link\'s /dev/tapN opens /dev/vhost-net too');
+    vhost = 'off';
   }
 
   const macText = o.get('mac') as string | undefined;

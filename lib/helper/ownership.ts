@@ -110,7 +110,8 @@ export const HANDOVER_GRACE_S = 30;
  * and that none of those processes holds.
  */
 export function unusedReason(hl: HelperLink, holders: { devices: ReadonlySet<bigint>; complete: boolean }, device: bigint | undefined, now: number): string | undefined {
-  if (hl.state === 'in-progress' || hl.state === 'unknown' && !holders.complete) return undefined;
+  // A persistent link belongs to its user until released; one in progress is about to be handed over.
+  if (hl.state === 'persistent' || hl.state === 'in-progress' || (hl.state === 'unknown' && !holders.complete)) return undefined;
   if (device === undefined) return undefined; // its queue's device cannot be read: cannot tell who holds it
   if (holders.devices.has(device)) return undefined;
   const gone = hl.tag ? `its owner pid ${hl.tag.pid} is gone` : `it was never tagged and its creating helper (pid ${hl.creator}) no longer runs`;

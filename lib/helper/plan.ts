@@ -32,6 +32,8 @@ export interface Plan {
   readonly caller: Identity;
   readonly owner: Owner;
   readonly output: Output;
+  /** A persistent link (--persistent): tagged as the caller's, its /dev/tapN given to them, no fd handed over. */
+  readonly persistent: boolean;
   readonly mode: ModeName;
   readonly ifname: string;
   readonly mac: Buffer | undefined;
@@ -82,7 +84,7 @@ export function planCreate(program: HelperProgram, req: CreateRequest, seams: Pl
   const auth = withNetlink((nl) => authorize(nl, req, { program, caller, policy: pol, accounts: nssAccounts, netns, sysClassNet: seams.sysClassNet }));
   const limit = caller.uid === 0 ? undefined : policy.linkLimit(pol!, caller, nssAccounts);
   return Object.freeze({
-    program, caller, owner, output: req.output, mode: auth.mode, ifname: req.ifname, mac: req.mac, queues: req.queues, vnetHdr: req.vnetHdr,
+    program, caller, owner, output: req.output, persistent: req.output.kind === 'persistent', mode: auth.mode, ifname: req.ifname, mac: req.mac, queues: req.queues, vnetHdr: req.vnetHdr,
     candidates: Object.freeze([...auth.candidates]), pool: auth.pool, limit,
   });
 }
@@ -97,7 +99,8 @@ export function planCreate(program: HelperProgram, req: CreateRequest, seams: Pl
  */
 function identifyOwner(req: CreateRequest, caller: Identity): Owner {
   const pidns = ownPidNamespace();
-  if (req.output.kind === 'probe') return { uid: caller.uid, pid: process.pid, start: processStartTime(process.pid) ?? '0', pidns };
+  // --probe deletes the link before exiting; a --persistent link belongs to the caller, not to a process.
+  if (req.output.kind === 'probe' || req.output.kind === 'persistent') return { uid: caller.uid, pid: process.pid, start: processStartTime(process.pid) ?? '0', pidns };
   checkReplySocket(req.output.kind, req.output.fd);
   const peer = peerCredentials(req.output.fd);
   const option = `--${req.output.kind}=${req.output.fd}`;

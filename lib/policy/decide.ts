@@ -51,6 +51,8 @@ export interface PolicyRequest {
   mode: ModeName;
   queues: number;
   vhost: VhostRequest;
+  /** A persistent link: kept until released, not tied to a process (false when absent). */
+  persistent?: boolean;
   netns: NetnsIdentity;
 }
 
@@ -154,6 +156,7 @@ function qualifierMismatch(rule: Rule, req: PolicyRequest): string | undefined {
   }
   if (req.queues > rule.queues) return `${at} allows at most ${plural(rule.queues, 'queue')}`;
   if (req.vhost === 'on' && !rule.vhost) return `${at} does not allow vhost-net`;
+  if (req.persistent && !rule.persistent) return `${at} does not allow persistent links`;
   if (!netnsCovers(rule, req.netns)) return `${at} allows it only in ${describeNetnsSpec(rule)}`;
   return undefined;
 }
@@ -174,7 +177,7 @@ export function describeRequest(req: PolicyRequest): string {
   let what = `${req.dev.name} in mode ${req.mode}`;
   if (req.via.kind === 'network') what = `network ${req.via.name} (${what})`;
   else if (req.via.kind === 'pool') what = `${req.dev.name} from pool ${req.via.name} in mode ${req.mode}`;
-  const extras = [...(req.queues > 1 ? [`${req.queues} queues`] : []), ...(req.vhost === 'on' ? ['vhost-net'] : [])];
+  const extras = [...(req.queues > 1 ? [`${req.queues} queues`] : []), ...(req.vhost === 'on' ? ['vhost-net'] : []), ...(req.persistent ? ['a persistent link'] : [])];
   if (extras.length > 0) what += ` with ${extras.join(' and ')}`;
   if (!req.netns.isInitial) what += ` in ${describeNetns(req.netns)}`;
   return what;
@@ -351,6 +354,7 @@ export function auditLine(req: PolicyRequest, decision: Decision): string {
     auditField('mode', req.mode),
     auditField('queues', String(req.queues)),
     auditField('vhost', req.vhost),
+    ...(req.persistent ? [auditField('persistent', '1')] : []),
     auditField('netns', req.netns.isInitial ? 'host' : req.netns.names.length ? req.netns.names.join(',') : 'other'),
     auditField('result', decision.allow ? 'allow' : 'deny'),
   ];

@@ -6,7 +6,7 @@
 //   network NAME dev IFNAME mode MODE
 //   pool NAME dev IFNAME[,IFNAME...]
 //   pool NAME pf IFNAME
-//   allow [SUBJECT] TARGET [mode MODES] [queues N] [vhost] [netns NS[,NS...]]
+//   allow [SUBJECT] TARGET [mode MODES] [queues N] [vhost] [persistent] [netns NS[,NS...]]
 //   deny  [SUBJECT] TARGET [mode MODES] [netns NS[,NS...]]
 //
 //   SUBJECT = user U[,U...] | group G[,G...] | everyone | all
@@ -231,13 +231,14 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
   let ruleModes: ModeName[] | undefined;
   let queues: number | undefined;
   let vhost = false;
+  let persistent = false;
   let netns: NetnsSpec | undefined;
   const seen = new Set<string>();
   for (let word = w.next(); word !== undefined; word = w.next()) {
     if (!has(QUALIFIER_WORDS, word)) {
       if (has(SUBJECT_WORDS, word)) fail(`${q(word)} comes too late: the subject goes right after ${action}`, `write ${action} ${word} NAME TARGET ...`);
       if (has(TARGET_WORDS, word)) fail(`a rule has one target, but ${q(word)} starts a second one`, 'write one rule per kind of target; list several names with commas, as in dev eth0,eth1');
-      fail(`unexpected ${q(word)} in a rule`, 'a rule continues with mode, queues, vhost or netns (a comment starts with "#")');
+      fail(`unexpected ${q(word)} in a rule`, 'a rule continues with mode, queues, vhost, persistent or netns (a comment starts with "#")');
     }
     if (seen.has(word)) fail(`${word} is given twice in one rule`, 'give it once');
     seen.add(word);
@@ -251,6 +252,9 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
     } else if (word === 'vhost') {
       if (action === 'deny') fail('vhost has no meaning in a deny rule', 'allow vhost only in the allow rules that should have it');
       vhost = true;
+    } else if (word === 'persistent') {
+      if (action === 'deny') fail('persistent has no meaning in a deny rule', 'allow persistent links only in the allow rules that should have them');
+      persistent = true;
     } else {
       const names: string[] = [];
       let host = false;
@@ -275,6 +279,7 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
       modes: ruleModes,
       queues: action === 'allow' ? (queues ?? 1) : MAX_QUEUES,
       vhost,
+      persistent,
       netns,
       where: w.where,
     },

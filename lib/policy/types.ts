@@ -39,6 +39,8 @@ export interface Rule {
   queues: number;
   /** allow: whether vhost-net fds may be handed over. deny: unused (false). */
   vhost: boolean;
+  /** allow: whether the subject may make persistent links (kept until released, not tied to a process). deny: unused (false). */
+  persistent: boolean;
   /** As written; undefined when the rule does not say (allow: host only; deny: every namespace). */
   netns: NetnsSpec | undefined;
   where: Where;

@@ -33,7 +33,7 @@ else {
   const capNode = `${dir}/node`;
   copyFileSync(process.execPath, capNode);
   chmodSync(capNode, 0o755);
-  const setcap = spawnSync('setcap', ['cap_net_admin,cap_dac_override=ep', capNode], { encoding: 'utf8' });
+  const setcap = spawnSync('setcap', ['cap_chown,cap_dac_override,cap_net_admin=ep', capNode], { encoding: 'utf8' });
   if (setcap.status !== 0) throw new Error(`setcap failed: ${setcap.stderr}`);
 
   const children: number[] = [];

@@ -1,7 +1,7 @@
 // The helpers run with privileges on behalf of an unprivileged user (uid
 // 65534 here), against the policy. The privileged executable is a copy of
 // the pinned node with the helpers' file capabilities (cap_net_admin,
-// cap_dac_override), running the same sources: the kernel sets
+// cap_dac_override, cap_chown), running the same sources: the kernel sets
 // AT_SECURE for it exactly as for the installed single executables. The
 // policy path comes through the test-only entry point, since --config is
 // refused in a privileged run (that refusal is tested too).
@@ -27,7 +27,7 @@ else {
   const capNode = `${dir}/node`;
   copyFileSync(process.execPath, capNode);
   chmodSync(capNode, 0o755);
-  const setcap = spawnSync('setcap', ['cap_net_admin,cap_dac_override=ep', capNode], { encoding: 'utf8' });
+  const setcap = spawnSync('setcap', ['cap_chown,cap_dac_override,cap_net_admin=ep', capNode], { encoding: 'utf8' });
   if (setcap.status !== 0) throw new Error(`setcap failed: ${setcap.stderr}`);
 
   let policyCounter = 0;
@@ -86,10 +86,10 @@ else {
     return { uids: field('Uid').split(/\s+/).join(','), capEff: BigInt(`0x${field('CapEff')}`), capPrm: BigInt(`0x${field('CapPrm')}`) };
   }
 
-  t.test('confined from the first line, in both install modes: the caller\'s uids, nothing effective, only CAP_NET_ADMIN and CAP_DAC_OVERRIDE permitted', async (t) => {
+  t.test('confined from the first line, in both install modes: the caller\'s uids, nothing effective, only CAP_NET_ADMIN, CAP_DAC_OVERRIDE and CAP_CHOWN permitted', async (t) => {
     const ns = withVeth(t, 'pconfine');
     const policy = policyFile(`allow user ${USER} dev v0 netns ${ns.name}\n`);
-    const CAP_NET_ADMIN_AND_DAC_OVERRIDE = (1n << 12n) | (1n << 1n);
+    const HELPER_CAPS_MASK = (1n << 12n) | (1n << 1n) | (1n << 0n); // CAP_NET_ADMIN, CAP_DAC_OVERRIDE, CAP_CHOWN
     for (const [mode, node] of [['file capabilities', capNode], ['setuid root', suidNode]] as const) {
       for (const step of ['parsed', 'tagged', 'opened'] as const) {
         const argv = [...asUser(ns), node, `${REPO}test/support/helper-with-seams.ts`, 'qemu-net-helper-vepa', `--seam-policy=${policy}`, `--seam-fault=${step}:stop`, '--', '--dev=v0', '--probe'];
@@ -100,7 +100,7 @@ else {
         const main = creds(`/proc/${child.pid}/status`);
         t.equal(main.uids, `${USER},${USER},${USER},${USER}`, `${mode}, at ${step}: every uid is the caller's`);
         t.equal(main.capEff, 0n, `${mode}, at ${step}: no capability effective between operations`);
-        t.equal(main.capPrm, CAP_NET_ADMIN_AND_DAC_OVERRIDE, `${mode}, at ${step}: only CAP_NET_ADMIN and CAP_DAC_OVERRIDE permitted`);
+        t.equal(main.capPrm, HELPER_CAPS_MASK, `${mode}, at ${step}: only CAP_NET_ADMIN, CAP_DAC_OVERRIDE and CAP_CHOWN permitted`);
         if (mode === 'setuid root') {
           const others = readdirSync(`/proc/${child.pid}/task`).filter((tid) => tid !== String(child.pid)).map((tid) => creds(`/proc/${child.pid}/task/${tid}/status`));
           t.ok(others.length > 0, `${mode}: Node runs other threads (${others.length})`);

@@ -284,3 +284,13 @@ t.test('audit lines quote every name a caller chose, so none can forge a field',
   t.match(line, / dev="eth0" via="network:lan uid=0" /);
   t.notMatch(line.replace(/"[^"]*"/g, '""'), / uid=0/, 'no uid=0 outside quotes');
 });
+
+t.test('persistent links need a rule that allows them', async (t) => {
+  const p = policy('allow user alice dev eth0\nallow user bob dev eth0 persistent\n');
+  const refused = d(p, { persistent: true });
+  t.equal(refused.allow, false);
+  t.match(refused.reason, /does not allow persistent links/);
+  t.equal(d(p, { persistent: true, caller: { uid: BOB, gid: BOB, groups: [] } }).allow, true);
+  t.equal(d(p, {}).allow, true, 'an ordinary request is not affected');
+  t.match(auditLine(req({ persistent: true }), refused), / persistent=1 /);
+});

@@ -204,6 +204,13 @@ t.test('assembling: duplicate definitions and undefined references refuse the po
   t.equal(ok.policy.rules.length, 1);
 });
 
+t.test('the persistent qualifier', async (t) => {
+  t.equal(rule(t, 'allow user alice dev eth0 persistent').persistent, true);
+  t.equal(rule(t, 'allow user alice dev eth0').persistent, false, 'not allowed unless written');
+  problem(t, 'deny user alice dev eth0 persistent', /persistent has no meaning in a deny rule/);
+  problem(t, 'allow dev eth0 persistent persistent', /persistent is given twice/);
+});
+
 t.test('limits: how many links a user may hold at once', async (t) => {
   t.match(one(t, 'limit links 4'), { kind: 'limit', def: { subject: { kind: 'everyone' }, links: 4, where: { file: FILE, line: 1 } } });
   t.match(one(t, 'limit everyone links 0'), { kind: 'limit', def: { subject: { kind: 'everyone' }, links: 0 } });
