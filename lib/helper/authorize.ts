@@ -20,6 +20,7 @@ import { getLinkByName, type Link } from '../netlink/link.ts';
 import type { NetlinkSocket } from '../netlink/socket.ts';
 import * as policy from '../policy/index.ts';
 import type { Accounts } from '../policy/index.ts';
+import { ifnameProblem } from '../names.ts';
 import type { Identity } from '../privileges.ts';
 import { listVirtualFunctions } from '../sriov.ts';
 import type { VhostMode } from '../vhost.ts';
@@ -111,6 +112,13 @@ function whatIsAsked(req: CreateRequest, ctx: AuthorizeContext): Asked {
       return { ...base, names: t.members, description: `pool ${t.members.join(',')} is`, isPool: true };
     case 'pf':
       return { ...base, ...vfsOf(t.name, ctx), isPool: true, pf: t.name };
+    case 'br':
+      // A network the policy defines takes precedence: that is what an administrator named it for.
+      if (ctx.policy?.networks.has(t.name)) return whatIsAsked({ ...req, target: { kind: 'network', name: t.name } }, ctx);
+      if (ifnameProblem(t.name)) {
+        throw new HelperError(`--br=${t.name} names no network of the policy, and is not a device name (${ifnameProblem(t.name)})`, 'define the network in the policy, or give a device');
+      }
+      return { ...base, names: [t.name], description: `${t.name} is` };
     case 'network': {
       const net = policy.resolveNetwork(requirePolicy(ctx, `network ${t.name}`), t.name);
       if (!ctx.program.modes.includes(net.mode)) {

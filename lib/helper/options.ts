@@ -11,7 +11,7 @@ import { MAX_TAP_QUEUES } from '../constants.ts';
 import { UsageError } from '../errors.ts';
 import { parseMac } from '../mac.ts';
 import type { ModeName } from '../modes.ts';
-import { checkCallerIfname, checkIfname } from '../names.ts';
+import { checkCallerIfname, checkIfname, ifnameProblem } from '../names.ts';
 import { policyNameProblem } from '../policy/syntax.ts';
 import type { VhostMode } from '../vhost.ts';
 import type { HelperProgram } from './programs.ts';
@@ -67,7 +67,9 @@ export type Target =
   | { kind: 'pool'; members: string[] }
   | { kind: 'pf'; name: string }
   | { kind: 'network'; name: string }
-  | { kind: 'named-pool'; name: string };
+  | { kind: 'named-pool'; name: string }
+  /** QEMU's and libvirt's --br=NAME without --dev: a network the policy defines, or else a device. */
+  | { kind: 'br'; name: string };
 
 export interface CreateRequest {
   action: 'create';
@@ -139,6 +141,16 @@ function policyName(option: string, name: string): string {
   return name;
 }
 
+/**
+ * --br=NAME as QEMU and libvirt pass it: a device name (at most 15 bytes) or
+ * a policy network's name (at most 64). A name too long for a device can only
+ * ever be taken as a network, never cut short into a device (CVE-2019-13164).
+ */
+function brName(name: string): string {
+  if (ifnameProblem(name) === undefined || policyNameProblem(name) === undefined) return name;
+  return checkIfname('br', name);
+}
+
 function parseTarget(program: HelperProgram, o: Map<string, string | true>): Target {
   const given = (['dev', 'pool', 'pf', 'network'] as const).filter((k) => o.has(k));
   if (given.length > 1) throw new UsageError(`--${given.join(' and --')} cannot be combined`, 'name the lower device one way only');
@@ -160,7 +172,7 @@ function parseTarget(program: HelperProgram, o: Map<string, string | true>): Tar
     if (o.has('br')) checkIfname('br', o.get('br') as string); // QEMU's default, validated, then ignored
     return { kind: 'dev', name: checkIfname('dev', o.get('dev') as string) };
   }
-  if (o.has('br')) return { kind: 'dev', name: checkIfname('br', o.get('br') as string) };
+  if (o.has('br')) return { kind: 'br', name: brName(o.get('br') as string) };
   throw new UsageError('no lower device given', `name it with ${ways}`);
 }
 

@@ -83,10 +83,22 @@ export function planCreate(program: HelperProgram, req: CreateRequest, seams: Pl
   const netns = pol ? policy.identifyNetns(pol, seams.netnsProbe ?? policy.nodeNetnsProbe()) : { isInitial: false, names: [], notes: [] };
   const auth = withNetlink((nl) => authorize(nl, req, { program, caller, policy: pol, accounts: nssAccounts, netns, sysClassNet: seams.sysClassNet }));
   const limit = caller.uid === 0 ? undefined : policy.linkLimit(pol!, caller, nssAccounts);
+  if (req.output.kind === 'fd' && req.mac === undefined && auth.mode !== 'passthru') refuseWithoutMac(program, auth.mode);
   return Object.freeze({
     program, caller, owner, output: req.output, persistent: req.output.kind === 'persistent', mode: auth.mode, ifname: req.ifname, mac: req.mac, queues: req.queues, vnetHdr: req.vnetHdr,
     candidates: Object.freeze([...auth.candidates]), pool: auth.pool, limit,
   });
+}
+
+/**
+ * QEMU's helper protocol (--fd), as QEMU and libvirt's bridge_helper use it,
+ * never tells the helper the guest's MAC, and a vepa, private or bridge
+ * macvtap delivers unicast only to its own MAC: a link with a random one
+ * would be handed over and never work. Refused, saying what does.
+ */
+function refuseWithoutMac(program: HelperProgram, mode: string): never {
+  throw new HelperError(`no --mac: a ${mode} macvtap delivers frames only to its own MAC, and QEMU's helper protocol (--fd), which QEMU and libvirt's bridge_helper use, does not tell the helper the guest's`,
+    `add --mac=MAC (the guest NIC's) to the helper's command line, or use qemu-net-helper-passthrough (any MAC), or for libvirt a persistent link (docs/libvirt.md)`);
 }
 
 /**

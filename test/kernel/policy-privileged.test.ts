@@ -161,6 +161,14 @@ else {
     t.match(wrong.stderr, /--mode=vepa contradicts network lan, which is private/);
     const bridge = run(ns, policy, ['--network=lan', '--probe'], { program: 'qemu-net-helper-bridge' });
     t.match(bridge.stderr, /network lan is a private network, which qemu-net-helper-bridge does not make/);
+    // QEMU's and libvirt's --br=NAME names the network as well (libvirt: <source bridge='lan'/>).
+    const br = run(ns, policy, ['--br=lan', '--probe', '--json']);
+    t.equal(br.status, 0, br.stderr);
+    t.match(JSON.parse(br.stdout), { lower: 'v0', mode: 'private' });
+    const brLong = run(ns, policyFile(`network office-lan-private dev v0 mode private\nallow user ${USER} network office-lan-private netns ${ns.name}\n`), ['--br=office-lan-private', '--probe', '--json']);
+    t.equal(brLong.status, 0, brLong.stderr);
+    t.match(JSON.parse(brLong.stdout), { lower: 'v0' }, 'a network name longer than a device name');
+    t.match(run(ns, policy, ['--br=no-such-network-here', '--probe']).stderr, /--br=no-such-network-here names no network of the policy, and is not a device name/);
   });
 
   t.test('--config is refused when privileged', async (t) => {

@@ -12,7 +12,7 @@ import { receiveWithFds } from '../../lib/scm.ts';
 import { readQueueInfo } from '../../lib/tap.ts';
 import { captureOneFrame, testFrame } from '../support/capture.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
-import { VEPA } from '../support/paths.ts';
+import { PASSTHROUGH, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 
 const skip = privilegedSkipReason(['ip', 'tcpdump', 'setpriv']);
@@ -101,6 +101,25 @@ else {
     t.match(lines.at(-1), /qemu-net-helper:helper done: macvtap\d+$/, 'its last line is the end of the run');
   });
 
+  t.test("QEMU's protocol without --mac: refused in vepa mode (the guest's MAC is never passed), not in passthru", async (t) => {
+    const ns = createNetns(t, 'nomac');
+    addVethPair(ns);
+    addVethPair(ns, 'p0', 'p1');
+    const [mine, theirs] = libc.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC);
+    // libvirt's bridge_helper call: --use-vnet --br=NAME --fd=N, no MAC.
+    const vepa = await runToEnd([...ns.exec, ...VEPA, '--use-vnet', '--br=v0', '--fd=3'], theirs);
+    t.equal(vepa.code, 1);
+    t.match(vepa.stderr, /^qemu-net-helper-vepa: no --mac: a vepa macvtap delivers frames only to its own MAC, and QEMU's helper protocol \(--fd\), which QEMU and libvirt's bridge_helper use, does not tell the helper the guest's; add --mac=MAC .*or use qemu-net-helper-passthrough/);
+    t.same(ns.macvtaps(), [], 'nothing was made');
+    const pass = await runToEnd([...ns.exec, ...PASSTHROUGH, '--use-vnet', '--br=p0', '--fd=3'], theirs);
+    libc.closeQuietly(theirs);
+    t.equal(pass.code, 0, pass.stderr);
+    const msg = receiveWithFds(mine, 16, 4);
+    libc.closeQuietly(mine, ...msg.fds);
+    t.equal(msg.fds.length, 1, 'passthru delivers any MAC: the link is handed over');
+    t.equal(ns.link(ns.macvtaps()[0]!)?.link, 'p0', '--br named the device');
+  });
+
   t.test("QEMU's protocol: one zero byte, one fd, vnet header as asked", async (t) => {
     const ns = createNetns(t, 'qemu');
     addVethPair(ns);
@@ -108,7 +127,7 @@ else {
       const [mine, theirs] = libc.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC);
       // QEMU appends exactly these, in this order, after the user's options.
       const qemuTail = [...(useVnet ? ['--use-vnet'] : []), '--fd=3', '--br=br0'];
-      const out = await runToEnd([...ns.exec, ...VEPA, '--dev=v0', ...qemuTail], theirs);
+      const out = await runToEnd([...ns.exec, ...VEPA, '--dev=v0', '--mac=52:54:00:12:34:01', ...qemuTail], theirs);
       libc.closeQuietly(theirs);
       t.equal(out.code, 0, out.stderr);
       const msg = receiveWithFds(mine, 16, 4);
@@ -179,13 +198,13 @@ else {
       ['a datagram socket', libc.socketpair(AF_UNIX, 2 /* SOCK_DGRAM */ | SOCK_CLOEXEC)[0], /not a stream socket/],
     ];
     for (const [what, fd, message] of cases) {
-      const out = await runToEnd([...ns.exec, ...VEPA, '--dev=v0', '--fd=3'], fd);
+      const out = await runToEnd([...ns.exec, ...VEPA, '--dev=v0', '--mac=52:54:00:12:34:02', '--fd=3'], fd);
       t.equal(out.code, 1, what);
       t.match(out.stderr, message, what);
     }
     // Standard streams are refused even when they are sockets (Node's stdio pipes are).
     for (const fd of [0, 1, 2]) {
-      const out = await runToEnd([...ns.exec, ...VEPA, '--dev=v0', `--fd=${fd}`]);
+      const out = await runToEnd([...ns.exec, ...VEPA, '--dev=v0', '--mac=52:54:00:12:34:02', `--fd=${fd}`]);
       t.equal(out.code, 2);
       t.match(out.stderr, new RegExp(`--fd=${fd} names standard (input|output|error), not a socket made for the helper`));
     }

@@ -71,7 +71,8 @@ t.test("the helper accepts QEMU's tail: --use-vnet --fd=N --br=NAME", async (t) 
   if (r.action === 'create') t.same([...r.mac!], [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
   const noVnet = parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--fd=5', '--br=br0']);
   t.match(noVnet, { vnetHdr: false }, 'without --use-vnet, no vnet header');
-  t.match(parseHelperArgs(VEPA_HELPER, ['--use-vnet', '--fd=5', '--br=eth1']), { target: { kind: 'dev', name: 'eth1' } }, '--br names the device when --dev is absent');
+  t.match(parseHelperArgs(VEPA_HELPER, ['--use-vnet', '--fd=5', '--br=eth1']), { target: { kind: 'br', name: 'eth1' } }, '--br names the device (or a policy network) when --dev is absent');
+  t.match(parseHelperArgs(VEPA_HELPER, ['--use-vnet', '--fd=5', '--br=office-lan-vepa-net']), { target: { kind: 'br', name: 'office-lan-vepa-net' } }, 'a name too long for a device can be a network');
   t.match(parseHelperArgs(VEPA_HELPER, ['--arg-dev=eth2', '--try-vhost', '--socketpair=4']), { target: { kind: 'dev', name: 'eth2' }, output: { kind: 'socketpair', fd: 4 }, vnetHdr: true });
   t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--mode=private', '--probe', '--json']), { mode: 'private', output: { kind: 'probe', json: true } });
   t.same(parseHelperArgs(VEPA_HELPER, ['--help']), { action: 'help' });
