@@ -99,8 +99,8 @@ export interface ProcessView {
   isHelper(pid: number): boolean | 'unknown';
   /** The real uid of a running `pid`, when it can be read. */
   realUid(pid: number): number | undefined;
-  /** The character devices processes hold open (queue fds show as their link's device), and whether that is everyone's. */
-  holders(): { devices: ReadonlySet<bigint>; complete: boolean };
+  /** The character devices processes hold open (queue fds show as their link's device), and how complete that view is. */
+  holders(): { devices: ReadonlySet<bigint>; complete: boolean; hiddenUids: ReadonlySet<number>; unlisted: boolean };
 }
 
 export type OwnerState = 'alive' | 'stale' | 'in-progress' | 'unknown' | 'persistent';

@@ -114,11 +114,15 @@ export function realUidOf(pid: number, proc = '/proc'): number | undefined {
   }
 }
 
-/** The character devices open in processes' fd tables, and whether every process could be looked at. */
+/** The character devices open in processes' fd tables, and how much of that view is complete. */
 export interface Holders {
   devices: ReadonlySet<bigint>;
   /** True when no process's fds were hidden from us (root): then a device missing from the set is held by no one. */
   complete: boolean;
+  /** Real uids of processes whose fds could not be read (so they might hold anything). */
+  hiddenUids: ReadonlySet<number>;
+  /** Whether some processes may not even be listed (/proc with hidepid, or another PID namespace than the host's). */
+  unlisted: boolean;
 }
 
 const MAX_FDS_SCANNED = 1_000_000;
@@ -126,25 +130,26 @@ const MAX_FDS_SCANNED = 1_000_000;
 /**
  * Every character device some process has open (/proc/PID/fd/N, stat()ed:
  * the device behind the fd, whatever path it was opened by). A macvtap queue
- * shows there with its link's device number. As root every process is
- * seen; otherwise only the caller's own (others' fd tables are unreadable),
- * and the answer says it is incomplete.
+ * shows there with its link's device number. As root in the host's PID
+ * namespace every process is seen; otherwise what is hidden is said.
  */
 export function heldCharDevices(proc = '/proc'): Holders {
   const devices = new Set<bigint>();
-  let complete = true;
+  const hiddenUids = new Set<number>();
   let scanned = 0;
+  let truncated = false;
   for (const entry of readdirSync(proc)) {
     if (!/^[0-9]+$/.test(entry)) continue;
     let fds: string[];
     try {
       fds = readdirSync(`${proc}/${entry}/fd`);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') complete = false; // gone meanwhile is fine; hidden is not
+      // Gone meanwhile is fine; hidden is not: remember whose it is (unknown uid: -1).
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') hiddenUids.add(realUidOf(Number(entry), proc) ?? -1);
       continue;
     }
     for (const fd of fds) {
-      if (++scanned > MAX_FDS_SCANNED) return { devices, complete: false };
+      if (++scanned > MAX_FDS_SCANNED) { truncated = true; break; }
       try {
         const st = statSync(`${proc}/${entry}/fd/${fd}`, { bigint: true });
         if (st.isCharacterDevice()) devices.add(st.rdev);
@@ -152,8 +157,9 @@ export function heldCharDevices(proc = '/proc'): Holders {
         // closed meanwhile, or a descriptor that cannot be stat()ed: not a queue
       }
     }
+    if (truncated) break;
   }
   // Only from the initial PID namespace does /proc show every process on the host.
-  if (procHidesOthers(proc) || ownPidNamespace() !== String(PROC_PID_INIT_INO)) complete = false;
-  return { devices, complete };
+  const unlisted = truncated || procHidesOthers(proc) || ownPidNamespace() !== String(PROC_PID_INIT_INO);
+  return { devices, complete: !unlisted && hiddenUids.size === 0, hiddenUids, unlisted };
 }

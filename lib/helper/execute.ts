@@ -114,13 +114,13 @@ function makeRoom(nl: NetlinkSocket, plan: Plan, hooks: ExecuteHooks): HelperLin
   const removed = new Set<number>();
   if (plan.mode === 'passthru') {
     const lowerIndexes = new Set(plan.candidates.map((c) => c.lower.index));
-    for (const hl of collectStale(nl, { uid: undefined, lowerIndexes, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) {
+    for (const hl of collectStale(nl, { uid: undefined, lowerIndexes, viewer: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links)) {
       removed.add(hl.link.index);
       hooks.removed(hl);
     }
   }
   if (plan.limit && links.some((hl) => hl.state === 'stale' && hl.tag?.uid === plan.caller.uid && !removed.has(hl.link.index))) {
-    for (const hl of collectStale(nl, { uid: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links.filter((l) => !removed.has(l.link.index)))) {
+    for (const hl of collectStale(nl, { uid: plan.caller.uid, viewer: plan.caller.uid, maxLinks: COLLECT_MAX_LINKS, deadline }, undefined, links.filter((l) => !removed.has(l.link.index)))) {
       removed.add(hl.link.index);
       hooks.removed(hl);
     }

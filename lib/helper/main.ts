@@ -162,7 +162,7 @@ function maintain(program: HelperProgram, nl: NetlinkSocket, req: Exclude<Helper
     auditRemoval(program, caller.uid, hl, `released by uid ${caller.uid}`);
     output = `released ${hl.link.name}\n`;
   } else if (req.action === 'gc') {
-    const removed = collectStale(nl, { uid: caller.uid === 0 ? undefined : caller.uid });
+    const removed = collectStale(nl, { uid: caller.uid === 0 ? undefined : caller.uid, viewer: caller.uid });
     for (const hl of removed) auditRemoval(program, caller.uid, hl, hl.reason);
     output = removed.map((hl) => `removed ${hl.link.name}: ${hl.reason}\n`).join('');
   }

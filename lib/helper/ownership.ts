@@ -81,6 +81,8 @@ export interface CollectScope {
   uid: number | undefined;
   /** Only links on these lower ifindexes; undefined: all. */
   lowerIndexes?: ReadonlySet<number>;
+  /** The uid collecting (the caller): their own links are judged with their own processes' fds. */
+  viewer?: number;
   /** At most this many deletions, and none after this time (Date.now() ms): a request's collection is bounded, bulk collection is the root timer's. */
   maxLinks?: number;
   deadline?: number;
@@ -102,27 +104,31 @@ export const HANDOVER_GRACE_S = 30;
  * Why `hl` is proven unused, or undefined when it may be in use. A link some
  * process holds a queue of is in use, whoever its owner is (a manager passed
  * the fd on; a wrapper forked a child that keeps it). With a complete view
- * of every process's fds (root), a link nobody holds is unused once past the
- * hand-over grace, even when its recorded owner lives (a manager that ran the
- * helper and passed the fd to a QEMU that has since exited); at once when the
- * owner is proven gone. With a partial
- * view (the caller's own processes), only a link whose owner is proven gone
- * and that none of those processes holds.
+ * of the processes that could hold it (root: everyone's; a user: their own,
+ * for a link of theirs, when none of their processes is hidden), a link
+ * nobody holds is unused: at once when its owner is proven gone, after the
+ * hand-over grace when its recorded owner lives (a manager that ran the helper
+ * and passed the fd to a QEMU that has since exited, as libvirt does).
+ * Otherwise only a link whose owner is proven gone and that no visible
+ * process holds.
  */
-export function unusedReason(hl: HelperLink, holders: { devices: ReadonlySet<bigint>; complete: boolean }, device: bigint | undefined, now: number): string | undefined {
+export function unusedReason(hl: HelperLink, holders: ReturnType<ProcessView['holders']>, device: bigint | undefined, now: number, viewerUid?: number): string | undefined {
+  const ownLink = viewerUid !== undefined && hl.tag !== undefined && hl.tag.uid === viewerUid;
+  const complete = holders.complete || (ownLink && !holders.unlisted && !holders.hiddenUids.has(viewerUid) && !holders.hiddenUids.has(-1));
   // A persistent link belongs to its user until released; one in progress is about to be handed over.
-  if (hl.state === 'persistent' || hl.state === 'in-progress' || (hl.state === 'unknown' && !holders.complete)) return undefined;
+  if (hl.state === 'persistent' || hl.state === 'in-progress' || (hl.state === 'unknown' && !complete)) return undefined;
   if (device === undefined) return undefined; // its queue's device cannot be read: cannot tell who holds it
   if (holders.devices.has(device)) return undefined;
   const gone = hl.tag ? `its owner pid ${hl.tag.pid} is gone` : `it was never tagged and its creating helper (pid ${hl.creator}) no longer runs`;
-  if (holders.complete) {
-    if (hl.state === 'stale') return `${gone} and no process holds its queue`;
+  const nobody = holders.complete ? 'no process holds its queue' : 'none of the caller\'s processes holds its queue';
+  if (complete) {
+    if (hl.state === 'stale') return `${gone} and ${nobody}`;
     // The owner lives (or cannot be seen) but holds nothing: past the grace, it handed the fds on to a process that has let them go.
     if (hl.tag && now - hl.tag.created < HANDOVER_GRACE_S) return undefined;
-    return `no process holds its queue (its owner pid ${hl.tag?.pid} no longer uses it)`;
+    return `${nobody} (its owner pid ${hl.tag?.pid} no longer uses it)`;
   }
   if (hl.state !== 'stale') return undefined;
-  return `${gone} and none of the caller's processes holds its queue`;
+  return `${gone} and ${nobody}`;
 }
 
 /** The device number of a link's queue, or undefined when sysfs does not show it (then nobody can tell who holds it). */
@@ -150,7 +156,7 @@ export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: Proce
   const now = Math.floor(Date.now() / 1000);
   const doomed: Collected[] = [];
   for (const hl of inScope) {
-    const reason = unusedReason(hl, holders, queueDevice(hl.link), now);
+    const reason = unusedReason(hl, holders, queueDevice(hl.link), now, scope.viewer);
     if (!reason) continue;
     if (doomed.length >= (scope.maxLinks ?? Infinity) || Date.now() > (scope.deadline ?? Infinity)) {
       debug('collection budget spent: %d links to delete, the rest is left to --gc', doomed.length);

@@ -134,6 +134,23 @@ else {
     t.equal(next.record.lower, 'p0', 'and the next guest gets the passthrough device');
   });
 
+  t.test('the same manager run by a user (libvirt session): after the guest exits, the user\'s next passthrough request takes the device', async (t) => {
+    const ns = createNetns(t, 'usermgr');
+    addVethPair(ns, 'p0', 'p0peer');
+    const policy = policyFor(ns, 'p0');
+    const m = await fdHolder(asUser(ns, ALICE), 'manager', helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0']));
+    t.teardown(() => m.end());
+    const busy = run([...asUser(ns, ALICE), ...helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0', '--probe'])]);
+    t.equal(busy.status, 1, 'while the guest holds it, the device is busy');
+    process.kill(m.childPid, 'SIGKILL');
+    await waitGone(m.childPid);
+    ageTag(ns, m.record.ifname, 120);
+    const next = run([...asUser(ns, ALICE), ...helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0', '--probe', '--json'])]);
+    t.equal(next.status, 0, `the next request gets p0 (${next.stderr.trim()})`);
+    t.match(JSON.parse(next.stdout), { lower: 'p0' });
+    t.notOk(ifindexes(ns).includes(m.record.ifindex), 'the link the manager still owned, which nobody held, was collected');
+  });
+
   t.test('a wrapper that forks a child keeping the fd, then exits: kept while the child lives, for the user and for root', async (t) => {
     const ns = createNetns(t, 'forker');
     addVethPair(ns);

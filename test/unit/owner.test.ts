@@ -42,7 +42,7 @@ t.test('judging owners', async (t) => {
     },
     isHelper: (pid) => (pid === 557 ? 'unknown' : pid === 555),
     realUid: () => undefined,
-    holders: () => ({ devices: new Set(), complete: false }),
+    holders: () => ({ devices: new Set(), complete: false, hiddenUids: new Set(), unlisted: true }),
   };
   t.match(judgeLink({ alias: encodeOwnerTag(tag), group: markGroup(555) }, procs), { state: 'alive', creator: 555 });
   t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99 }), group: markGroup(555) }, procs), { state: 'stale' }, 'owner gone');
