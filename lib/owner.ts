@@ -100,7 +100,7 @@ export interface ProcessView {
   /** The real uid of a running `pid`, when it can be read. */
   realUid(pid: number): number | undefined;
   /** The character devices processes hold open (queue fds show as their link's device), and how complete that view is. */
-  holders(): { devices: ReadonlySet<bigint>; complete: boolean; hiddenUids: ReadonlySet<number>; unlisted: boolean };
+  holders(): { devices: ReadonlyMap<bigint, ReadonlyArray<{ dev: bigint; ino: bigint; nlink: bigint }>>; complete: boolean; hiddenUids: ReadonlySet<number>; unlisted: boolean };
 }
 
 export type OwnerState = 'alive' | 'stale' | 'in-progress' | 'unknown' | 'persistent';

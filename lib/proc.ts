@@ -114,9 +114,17 @@ export function realUidOf(pid: number, proc = '/proc'): number | undefined {
   }
 }
 
+/** The file an open character-device fd refers to: which inode (the node it was opened by) and whether that is still linked. */
+export interface OpenNode {
+  dev: bigint;
+  ino: bigint;
+  nlink: bigint;
+}
+
 /** The character devices open in processes' fd tables, and how much of that view is complete. */
 export interface Holders {
-  devices: ReadonlySet<bigint>;
+  /** Device number -> the nodes fds of that device were opened through. */
+  devices: ReadonlyMap<bigint, readonly OpenNode[]>;
   /** True when no process's fds were hidden from us (root): then a device missing from the set is held by no one. */
   complete: boolean;
   /** Real uids of processes whose fds could not be read (so they might hold anything). */
@@ -134,7 +142,7 @@ const MAX_FDS_SCANNED = 1_000_000;
  * namespace every process is seen; otherwise what is hidden is said.
  */
 export function heldCharDevices(proc = '/proc'): Holders {
-  const devices = new Set<bigint>();
+  const devices = new Map<bigint, OpenNode[]>();
   const hiddenUids = new Set<number>();
   let scanned = 0;
   let truncated = false;
@@ -152,7 +160,11 @@ export function heldCharDevices(proc = '/proc'): Holders {
       if (++scanned > MAX_FDS_SCANNED) { truncated = true; break; }
       try {
         const st = statSync(`${proc}/${entry}/fd/${fd}`, { bigint: true });
-        if (st.isCharacterDevice()) devices.add(st.rdev);
+        if (st.isCharacterDevice()) {
+          const list = devices.get(st.rdev) ?? [];
+          list.push({ dev: st.dev, ino: st.ino, nlink: st.nlink });
+          devices.set(st.rdev, list);
+        }
       } catch {
         // closed meanwhile, or a descriptor that cannot be stat()ed: not a queue
       }
@@ -162,4 +174,18 @@ export function heldCharDevices(proc = '/proc'): Holders {
   // Only from the initial PID namespace does /proc show every process on the host.
   const unlisted = truncated || procHidesOthers(proc) || ownPidNamespace() !== String(PROC_PID_INIT_INO);
   return { devices, complete: !unlisted && hiddenUids.size === 0, hiddenUids, unlisted };
+}
+
+/**
+ * Whether some fd holds a queue of the device `rdev` whose node is now
+ * `node` (lstat of /dev/tapN; undefined when there is none). Device numbers
+ * are reused: an fd of a link deleted earlier keeps its old, unlinked
+ * devtmpfs inode with the same number. Exactly those are not counted (same
+ * file system as the node, another inode, no links left); any other fd of
+ * that number is, whatever path it was opened by (a manager's own node).
+ */
+export function isHeld(holders: { devices: ReadonlyMap<bigint, readonly OpenNode[]> }, rdev: bigint, node: { dev: bigint; ino: bigint } | undefined): boolean {
+  const opened = holders.devices.get(rdev);
+  if (!opened) return false;
+  return opened.some((o) => !(node && o.dev === node.dev && o.ino !== node.ino && o.nlink === 0n));
 }

@@ -9,8 +9,9 @@ import { modeName } from '../modes.ts';
 import { deleteLink, deleteLinkGroup, getLinkByIndex, listLinks, setLinkAddress, setLinkGroup, type Link } from '../netlink/link.ts';
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
 import { COLLECTING_GROUP, creatorFromGroup, decodeOwnerTag, judgeLink, type HelperLinkView, type ProcessView } from '../owner.ts';
-import { SYSTEM_PROCESSES } from '../proc.ts';
-import { tapDeviceNumber } from '../tap.ts';
+import { lstatSync } from 'node:fs';
+import { isHeld, SYSTEM_PROCESSES } from '../proc.ts';
+import { tapDeviceNumber, tapNodePath } from '../tap.ts';
 
 const debug = logger('ownership');
 
@@ -112,13 +113,13 @@ export const HANDOVER_GRACE_S = 30;
  * Otherwise only a link whose owner is proven gone and that no visible
  * process holds.
  */
-export function unusedReason(hl: HelperLink, holders: ReturnType<ProcessView['holders']>, device: bigint | undefined, now: number, viewerUid?: number): string | undefined {
+export function unusedReason(hl: HelperLink, holders: ReturnType<ProcessView['holders']>, queue: QueueNode | undefined, now: number, viewerUid?: number): string | undefined {
   const ownLink = viewerUid !== undefined && hl.tag !== undefined && hl.tag.uid === viewerUid;
   const complete = holders.complete || (ownLink && !holders.unlisted && !holders.hiddenUids.has(viewerUid) && !holders.hiddenUids.has(-1));
   // A persistent link belongs to its user until released; one in progress is about to be handed over.
   if (hl.state === 'persistent' || hl.state === 'in-progress' || (hl.state === 'unknown' && !complete)) return undefined;
-  if (device === undefined) return undefined; // its queue's device cannot be read: cannot tell who holds it
-  if (holders.devices.has(device)) return undefined;
+  if (queue === undefined) return undefined; // its queue's device cannot be read: cannot tell who holds it
+  if (isHeld(holders, queue.rdev, queue.node)) return undefined;
   const gone = hl.tag ? `its owner pid ${hl.tag.pid} is gone` : `it was never tagged and its creating helper (pid ${hl.creator}) no longer runs`;
   const nobody = holders.complete ? 'no process holds its queue' : 'none of the caller\'s processes holds its queue';
   if (complete) {
@@ -131,12 +132,25 @@ export function unusedReason(hl: HelperLink, holders: ReturnType<ProcessView['ho
   return `${gone} and ${nobody}`;
 }
 
-/** The device number of a link's queue, or undefined when sysfs does not show it (then nobody can tell who holds it). */
-function queueDevice(link: Link): bigint | undefined {
+/** A link's queue device: its number, and the node /dev has for it now. */
+interface QueueNode {
+  rdev: bigint;
+  node: { dev: bigint; ino: bigint } | undefined;
+}
+
+/** The link's queue device, or undefined when sysfs does not show it (then nobody can tell who holds it). */
+function queueNode(link: Link): QueueNode | undefined {
+  let rdev: bigint;
   try {
-    return tapDeviceNumber(link);
+    rdev = tapDeviceNumber(link);
   } catch {
     return undefined;
+  }
+  try {
+    const st = lstatSync(tapNodePath(link.index), { bigint: true });
+    return { rdev, node: st.isCharacterDevice() && st.rdev === rdev ? { dev: st.dev, ino: st.ino } : undefined };
+  } catch {
+    return { rdev, node: undefined };
   }
 }
 
@@ -156,7 +170,7 @@ export function collectStale(nl: NetlinkSocket, scope: CollectScope, proc: Proce
   const now = Math.floor(Date.now() / 1000);
   const doomed: Collected[] = [];
   for (const hl of inScope) {
-    const reason = unusedReason(hl, holders, queueDevice(hl.link), now, scope.viewer);
+    const reason = unusedReason(hl, holders, queueNode(hl.link), now, scope.viewer);
     if (!reason) continue;
     if (doomed.length >= (scope.maxLinks ?? Infinity) || Date.now() > (scope.deadline ?? Infinity)) {
       debug('collection budget spent: %d links to delete, the rest is left to --gc', doomed.length);

@@ -170,6 +170,29 @@ else {
     t.same(ns.macvtaps(), []);
   });
 
+  t.test('an fd left from a deleted link whose device number a new link got does not keep the new link', async (t) => {
+    const ns = createNetns(t, 'minor');
+    addVethPair(ns);
+    const sysDev = (name: string, index: number) => spawnSync(ns.exec[0]!, [...ns.exec.slice(1), 'cat', `/sys/class/net/${name}/macvtap/tap${index}/dev`], { encoding: 'utf8' }).stdout.trim();
+    // Minors are handed out lowest first: delete a held link and make a new one until the new one has the old number (bounded).
+    let stale: Awaited<ReturnType<typeof callHelper>> | undefined;
+    let fresh: { ifname: string; ifindex: number } | undefined;
+    for (let attempt = 0; attempt < 10 && !fresh; attempt++) {
+      stale?.close();
+      stale = await callHelper({ command: [...ns.exec, ...VEPA], args: ['--dev=v0'], timeoutMs: 20_000 });
+      const oldDev = sysDev(stale.record.ifname, stale.record.ifindex);
+      ns.ip('link', 'del', stale.record.ifname); // stale.tapFds still hold the old queue
+      const made = JSON.parse(spawnSync(process.execPath, [`${REPO}test/support/owner.ts`, '--', ...ns.exec, ...VEPA, '--dev=v0'], { encoding: 'utf8' }).stdout) as { ifname: string; ifindex: number };
+      if (sysDev(made.ifname, made.ifindex) === oldDev) fresh = made;
+      else ns.ip('link', 'del', made.ifname);
+    }
+    t.teardown(() => stale?.close());
+    t.ok(fresh, 'a new link got the device number of the deleted one, whose fd is still open here');
+    const gc = helperAction(ns, '--gc');
+    t.match(gc.stdout, new RegExp(`^removed ${fresh?.ifname}: its owner pid [0-9]+ is gone and no process holds its queue`), 'the new link, whose owner is gone, is collected: the old fd does not count');
+    t.same(ns.macvtaps(), []);
+  });
+
   t.test('a zombie owner is dead, and a pid reused by a process that calls itself a helper keeps nothing', async (t) => {
     const ns = createNetns(t, 'zombie');
     addVethPair(ns);

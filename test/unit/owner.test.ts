@@ -2,7 +2,7 @@
 
 import t from 'tap';
 import { creatorFromGroup, decodeOwnerTag, encodeOwnerTag, judgeLink, markGroup, type ProcessView } from '../../lib/owner.ts';
-import { processStartTime, processState } from '../../lib/proc.ts';
+import { isHeld, processStartTime, processState } from '../../lib/proc.ts';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
@@ -42,7 +42,7 @@ t.test('judging owners', async (t) => {
     },
     isHelper: (pid) => (pid === 557 ? 'unknown' : pid === 555),
     realUid: () => undefined,
-    holders: () => ({ devices: new Set(), complete: false, hiddenUids: new Set(), unlisted: true }),
+    holders: () => ({ devices: new Map(), complete: false, hiddenUids: new Set(), unlisted: true }),
   };
   t.match(judgeLink({ alias: encodeOwnerTag(tag), group: markGroup(555) }, procs), { state: 'alive', creator: 555 });
   t.match(judgeLink({ alias: encodeOwnerTag({ ...tag, pid: 99 }), group: markGroup(555) }, procs), { state: 'stale' }, 'owner gone');
@@ -80,4 +80,17 @@ t.test('a zombie is dead: its start time is not an owner that lives', async (t) 
   t.match(readFileSync(`/proc/${pid}/stat`, 'latin1'), /\) Z /, 'the child really is a zombie');
   t.same(processState(pid, '/proc', false), { kind: 'gone' }, 'and counts as gone');
   t.equal(processStartTime(pid), undefined);
+});
+
+t.test('a queue is held by any fd of its device number, except the unlinked inode of an earlier link that had the number', async (t) => {
+  const node = { dev: 6n, ino: 1000n };
+  const holders = (opened: Array<{ dev: bigint; ino: bigint; nlink: bigint }>) => ({ devices: new Map([[0xf00001n, opened]]) });
+  t.ok(isHeld(holders([{ dev: 6n, ino: 1000n, nlink: 1n }]), 0xf00001n, node), 'opened through the node itself');
+  t.notOk(isHeld(holders([{ dev: 6n, ino: 999n, nlink: 0n }]), 0xf00001n, node), 'a deleted link\'s fd: same number, old unlinked devtmpfs inode');
+  t.ok(isHeld(holders([{ dev: 6n, ino: 999n, nlink: 0n }, { dev: 6n, ino: 1000n, nlink: 1n }]), 0xf00001n, node), 'one live fd among stale ones');
+  t.ok(isHeld(holders([{ dev: 77n, ino: 5n, nlink: 1n }]), 0xf00001n, node), 'opened through a node of its own elsewhere (a container\'s /dev): held');
+  t.ok(isHeld(holders([{ dev: 77n, ino: 5n, nlink: 0n }]), 0xf00001n, node), 'even unlinked, on another file system: cannot tell, so held');
+  t.ok(isHeld(holders([{ dev: 6n, ino: 999n, nlink: 0n }]), 0xf00001n, undefined), 'no node to compare with: held');
+  t.notOk(isHeld(holders([]), 0xf00001n, node), 'nobody');
+  t.notOk(isHeld({ devices: new Map() }, 0xf00001n, node), 'nobody at all');
 });
