@@ -51,12 +51,17 @@ export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
 export const RTM_SETLINK = 19;
+export const RTM_NEWADDR = 20;
+export const IFADDRMSG_LEN = 8; // sizeof(struct ifaddrmsg)
+export const IFA_LOCAL = 2; // <linux/if_addr.h>
 export const IFINFOMSG_LEN = 16;
 
 // <linux/if_link.h>
 export const IFLA_ADDRESS = 1;
 export const IFLA_IFNAME = 3;
 export const IFLA_MTU = 4;
+export const IFLA_GSO_MAX_SIZE = 41;
+export const IFLA_DEVLINK_PORT = 62;
 export const IFLA_LINK = 5;
 export const IFLA_OPERSTATE = 16;
 export const IFLA_LINKINFO = 18;
@@ -83,6 +88,8 @@ export const MACVLAN_MODE_SOURCE = 16;
 // <net/if.h>
 export const IFNAMSIZ = 16; // including the terminating NUL: names are at most 15 bytes
 export const IFF_UP = 0x1;
+export const IFF_BROADCAST = 0x2;
+export const IFF_MULTICAST = 0x1000;
 export const ARPHRD_ETHER = 1;
 export const AF_UNSPEC = 0;
 
@@ -136,6 +143,9 @@ export const SIG_IGN = 1;
 export const SIG_ERR = -1;
 export const SIG_SETMASK = 2;
 export const SIGSET_BYTES = 128; // glibc's sigset_t
+
+// <errno.h> values that code tests by number
+export const ERANGE = 34;
 
 // <sys/auxv.h>, <sys/prctl.h>, <linux/capability.h>
 export const AT_SECURE = 23;

@@ -11,7 +11,7 @@
 
 import { constants as osConstants } from 'node:os';
 import {
-  CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_GETFD, F_SETFD, LINUX_CAPABILITY_VERSION_3, SIGSET_BYTES, SIG_DFL, SIG_ERR, SIG_IGN, SIG_SETMASK,
+  CLOSE_RANGE_CLOEXEC, ERANGE, FD_CLOEXEC, F_GETFD, F_SETFD, LINUX_CAPABILITY_VERSION_3, SIGSET_BYTES, SIG_DFL, SIG_ERR, SIG_IGN, SIG_SETMASK,
 } from './constants.ts';
 import koffi from './koffi-loader.ts';
 
@@ -173,7 +173,8 @@ export function recvfrom(fd: number, buf: Buffer, flags: number, addr: Buffer | 
 
 // struct msghdr and struct iovec on x86_64, laid out by hand so that the
 // pointers in them are the addresses of Buffers we own (koffi struct
-// objects would hand pointers back as dangling BigInts, see field notes).
+// objects hand pointers back as BigInts that no longer point anywhere once
+// the call returns; a msghdr is rebuilt for every recvmsg).
 const MSGHDR_SIZE = 56;
 const IOVEC_SIZE = 16;
 
@@ -367,11 +368,11 @@ function nssLookup(call: string, size: number, fn: (out: Buffer, buf: Buffer, re
     const buf = Buffer.alloc(len);
     const result: unknown[] = [null];
     const rc = fn(out, buf, result);
-    if (rc === 34 /* ERANGE */) continue;
+    if (rc === ERANGE) continue;
     if (rc !== 0) throw new SysError(call, rc);
     return result[0] ? { out, buf } : undefined;
   }
-  throw new SysError(call, 34);
+  throw new SysError(call, ERANGE);
 }
 
 /** The uid of a user name through NSS, undefined when there is no such user. struct passwd: pw_uid at offset 16. */

@@ -13,7 +13,7 @@
 
 import { logger } from '../log.ts';
 import { audit, auditField } from '../audit.ts';
-import { HelperError, UsageError, oneLine } from '../errors.ts';
+import { HelperError, oneLine } from '../errors.ts';
 import * as libc from '../libc.ts';
 import { withNetlink, type NetlinkSocket } from '../netlink/socket.ts';
 import { writeErr, writeOut } from '../output.ts';
@@ -252,7 +252,8 @@ function fail(state: RunState, err: unknown, reply: { kind: 'fd' | 'socketpair';
   const line = oneLine(state.program.name, err);
   writeErr(line + '\n');
   if (!(err instanceof HelperError)) debug('unexpected error: %O', err);
-  if (reply?.kind === 'socketpair' && !state.replySent && !(err instanceof UsageError && /--socketpair/.test(err.message))) {
+  // outputSocketFromArgv names a reply socket only for a well-formed --socketpair=N above fd 2, and it is checked to be a unix stream socket before anything is written to it.
+  if (reply?.kind === 'socketpair' && !state.replySent) {
     try {
       checkUnixStreamSocket(reply.fd);
       sendWithFds(reply.fd, encodeErrorRecord(line), []);

@@ -112,9 +112,12 @@ function parseMaintenance(o: Map<string, string | true>): HelperRequest | undefi
 
 /** The output socket named on the command line, if any, so even a failed parse can report on it. */
 export function outputSocketFromArgv(argv: readonly string[]): { kind: 'fd' | 'socketpair'; fd: number } | undefined {
-  for (const a of argv) {
-    const m = /^--(fd|socketpair)=([1-9][0-9]{0,9})$/.exec(a);
-    if (m && Number(m[2]) > 2 && Number(m[2]) <= MAX_FD) return { kind: m[1] as 'fd' | 'socketpair', fd: Number(m[2]) };
+  // Both forms the option parser accepts: --socketpair=5 and --socketpair 5.
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--(fd|socketpair)(?:=(.*))?$/.exec(argv[i]!);
+    if (!m) continue;
+    const value = m[2] ?? argv[i + 1];
+    if (value !== undefined && /^[1-9][0-9]{0,9}$/.test(value) && Number(value) > 2 && Number(value) <= MAX_FD) return { kind: m[1] as 'fd' | 'socketpair', fd: Number(value) };
   }
   return undefined;
 }

@@ -11,6 +11,7 @@ import { REPO, seamedHelper, VEPA, PASSTHROUGH } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
 import { waitStopped } from '../support/process.ts';
+import { seededRandom } from '../support/random.ts';
 
 const skip = privilegedSkipReason(['ip']);
 if (skip) t.plan(0, skip);
@@ -128,12 +129,13 @@ else {
     addVethPair(ns);
     ns.ip('link', 'add', 'link', 'v0', 'name', 'notours0', 'type', 'macvtap', 'mode', 'vepa');
     const runs = 200;
+    const random = seededRandom((text) => t.comment(text));
     let killedMidway = 0;
     for (let i = 0; i < runs; i += 2) {
       // Two at a time; each killed after a random 40-240 ms, which spans start-up through hand-over.
       await Promise.all([0, 1].map(() => new Promise<void>((resolve) => {
         const child = spawn(ns.exec[0]!, [...ns.exec.slice(1), ...VEPA, '--dev=v0', '--probe'], { stdio: 'ignore' });
-        const timer = setTimeout(() => child.kill('SIGKILL'), 40 + Math.floor(Math.random() * 200));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 40 + Math.floor(random() * 200));
         child.on('close', (_code, signal) => {
           clearTimeout(timer);
           if (signal === 'SIGKILL') killedMidway++;

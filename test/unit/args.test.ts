@@ -131,6 +131,9 @@ t.test('the reply socket is known even when the rest of the line is bad', async 
   t.same(outputSocketFromArgv(['--bogus', '--socketpair=7']), { kind: 'socketpair', fd: 7 });
   t.equal(outputSocketFromArgv(['--socketpair=2']), undefined, 'never a standard stream');
   t.equal(outputSocketFromArgv(['--socketpair=07']), undefined);
+  t.same(outputSocketFromArgv(['--dev', 'eth0', '--socketpair', '5']), { kind: 'socketpair', fd: 5 }, 'the two-word form the parser accepts too');
+  t.match(parseHelperArgs(VEPA_HELPER, ['--dev', 'eth0', '--socketpair', '5']), { output: { kind: 'socketpair', fd: 5 } }, 'which the parser does accept');
+  t.equal(outputSocketFromArgv(['--socketpair']), undefined, 'no value');
 });
 
 t.test('queues, vhost and the passthrough targets', async (t) => {
