@@ -11,11 +11,12 @@
 
 import { constants as osConstants } from 'node:os';
 import {
-  CLOSE_RANGE_CLOEXEC, ERANGE, FD_CLOEXEC, F_GETFD, F_SETFD, LINUX_CAPABILITY_VERSION_3, SIGSET_BYTES, SIG_DFL, SIG_ERR, SIG_IGN, SIG_SETMASK,
+  ERANGE, FD_CLOEXEC, F_GETFD, F_SETFD, LINUX_CAPABILITY_VERSION_3, SIG_DFL, SIG_ERR, SIG_IGN,
 } from './constants.ts';
 import koffi from './koffi-loader.ts';
 
-const libc = koffi.load('libc.so.6');
+/** The C library, loaded once; lib/launch/libc-exec.ts binds the launcher's extra calls from it. */
+export const libc = koffi.load('libc.so.6');
 
 const errnoNames = new Map<number, string>();
 for (const [name, value] of Object.entries(osConstants.errno)) {
@@ -50,7 +51,8 @@ export function errnoName(errno: number): string {
   return errnoNames.get(errno) ?? `errno ${errno}`;
 }
 
-function check(call: string, result: number | bigint, detail?: string): number {
+/** A C call's result, or a SysError with errno when it is negative. */
+export function check(call: string, result: number | bigint, detail?: string): number {
   if (Number(result) < 0) throw new SysError(call, koffi.errno(), detail);
   return Number(result);
 }
@@ -416,15 +418,9 @@ export const capsetBinding = {
 };
 
 // ---------------------------------------------------------------------------
-// Replacing the process with another program (qemu-net-launch becomes QEMU).
+// Ending the process.
 
-
-const execCalls = {
-  execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
-  closeRange: libc.func('int close_range(unsigned int first, unsigned int last, int flags)'),
-  pthreadSigmask: libc.func('int pthread_sigmask(int how, void *set, void *oldset)'),
-  exit: libc.func('void _exit(int status)'),
-};
+const exitCall = libc.func('void _exit(int status)');
 
 /**
  * _exit(2): ends the process now, without Node's own exit (exit handlers,
@@ -433,26 +429,8 @@ const execCalls = {
  * the DEBUG trace uses too: process.stderr may queue what a full pipe does not take).
  */
 export function exitImmediately(status: number): never {
-  execCalls.exit(status);
+  exitCall(status);
   throw new Error('_exit returned'); // unreachable
-}
-
-/**
- * execve(2). Returns only by throwing SysError. `argv` and `envp` become
- * NULL-terminated arrays of C strings (koffi converts a JS array of strings
- * ending in null for a `const char **` parameter).
- */
-export function execve(path: string, argv: readonly string[], envp: readonly string[]): never {
-  for (const s of [path, ...argv, ...envp]) {
-    if (s.includes('\0')) throw new SysError('execve', osConstants.errno.EINVAL, 'an argument contains a NUL byte');
-  }
-  check('execve', execCalls.execve(path, [...argv, null], [...envp, null]), path);
-  throw new SysError('execve', osConstants.errno.EINVAL, `${path} returned`); // execve returns only on failure
-}
-
-/** Marks every fd from `first` up close-on-exec (close_range(2) with CLOSE_RANGE_CLOEXEC, Linux 5.11). */
-export function closeRangeCloexec(first: number): void {
-  check('close_range', execCalls.closeRange(first, 0xffffffff, CLOSE_RANGE_CLOEXEC));
 }
 
 /** Sets or clears FD_CLOEXEC on one fd. */
@@ -470,12 +448,6 @@ export function isOpenFd(fd: number): boolean {
 /** Restores a signal's default disposition (an ignored signal stays ignored across execve). */
 export function setSignalDefault(signum: number): void {
   if (Number(c.signal(signum, SIG_DFL)) === SIG_ERR) throw new SysError('signal', koffi.errno());
-}
-
-/** Unblocks every signal in the calling thread (the signal mask survives execve). */
-export function unblockAllSignals(): void {
-  const rc = Number(execCalls.pthreadSigmask(SIG_SETMASK, Buffer.alloc(SIGSET_BYTES), null));
-  if (rc !== 0) throw new SysError('pthread_sigmask', rc);
 }
 
 /** n random bytes from getrandom(2) (blocks only before the kernel's pool is first seeded). */

@@ -189,6 +189,10 @@ async function bundle(entry: string, names: string[], koffiPath: string, libexec
   }
   const inputs = Object.keys(result.metafile.inputs);
   if (inputs.some((i) => /node_modules\/(koffi|@koromix)\//.test(i))) throw new BuildError(`bundling ${name}: koffi's JS ended up in the bundle`);
+  // The privileged helpers must never carry the launcher's code, and with it an execve binding (lib/launch/libc-exec.ts).
+  if (names.some((n) => n.startsWith('qemu-net-helper-')) && inputs.some((i) => /(^|\/)lib\/launch\//.test(i))) {
+    throw new BuildError(`bundling ${name}: the privileged helpers' bundle would contain lib/launch/ (${inputs.filter((i) => /lib\/launch\//.test(i)).join(', ')})`);
+  }
   const packages = new Set<string>();
   for (const i of inputs) {
     const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(i);

@@ -16,6 +16,7 @@ import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { HelperError } from '../errors.ts';
 import { F_GETFL, F_SETFL, O_NONBLOCK, SIGPIPE, SIGXFSZ } from '../constants.ts';
 import * as libc from '../libc.ts';
+import { closeRangeCloexec, execve, unblockAllSignals } from './libc-exec.ts';
 
 const STDIO = [0, 1, 2] as const;
 
@@ -54,7 +55,7 @@ export function resolveProgram(name: string, pathEnv: string | undefined, isExec
 export function execWithFds(path: string, argv: readonly string[], env: NodeJS.ProcessEnv, keep: readonly number[]): never {
   for (const fd of keep) if (!Number.isInteger(fd) || fd <= 2) throw new Error(`execWithFds: fd ${fd} cannot be passed on`);
   const envp = Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`);
-  libc.closeRangeCloexec(3);
+  closeRangeCloexec(3);
   for (const fd of keep) libc.setCloexec(fd, false);
   for (const fd of STDIO) {
     if (!libc.isOpenFd(fd)) continue;
@@ -64,9 +65,9 @@ export function execWithFds(path: string, argv: readonly string[], env: NodeJS.P
   }
   libc.setSignalDefault(SIGPIPE);
   libc.setSignalDefault(SIGXFSZ);
-  libc.unblockAllSignals();
+  unblockAllSignals();
   try {
-    return libc.execve(path, argv, envp);
+    return execve(path, argv, envp);
   } catch (err) {
     libc.ignoreSignal(SIGPIPE); // back to Node's way, for whatever runs before exit
     libc.ignoreSignal(SIGXFSZ);
