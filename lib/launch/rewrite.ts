@@ -17,6 +17,7 @@
 // argument or takes none (QEMU_OPTIONS_WITHOUT_ARGUMENT), so a word such as "-net" inside
 // -append's argument is never taken for an option.
 
+import { MAX_TAP_QUEUES } from '../constants.ts';
 import { UsageError } from '../errors.ts';
 import { BRIDGE_HELPER, PASSTHROUGH_HELPER, VEPA_HELPER } from '../helper/programs.ts';
 import { callerIfnameProblem, CALLER_IFNAME_PREFIX, ifnameProblem } from '../names.ts';
@@ -31,7 +32,6 @@ export const QEMU_OPTIONS_WITHOUT_ARGUMENT: ReadonlySet<string> = new Set([
   'semihosting', 'old-param',
 ]);
 
-export const MAX_QUEUES = 256;
 
 // ---------------------------------------------------------------------------
 // QemuOpts syntax
@@ -334,8 +334,8 @@ function macvtapRequest(option: QemuOption, kv: Keyval, form: 'netdev' | 'net', 
   let queues = 1;
   const queuesText = keys.get('queues');
   if (queuesText !== undefined) {
-    if (!DECIMAL.test(queuesText) || Number(queuesText) > MAX_QUEUES) {
-      throw new UsageError(`${where}: queues=${queuesText} is not a whole number from 1 to ${MAX_QUEUES}`, 'write it in plain decimal, e.g. queues=2');
+    if (!DECIMAL.test(queuesText) || Number(queuesText) > MAX_TAP_QUEUES) {
+      throw new UsageError(`${where}: queues=${queuesText} is not a whole number from 1 to ${MAX_TAP_QUEUES}`, 'write it in plain decimal, e.g. queues=2');
     }
     queues = Number(queuesText);
     args.push(`--queues=${queues}`);

@@ -2,6 +2,7 @@
 // Shared by the parser and by callers that take the same names on a command
 // line (--network=NAME, --pool=NAME), so a name means the same in both places.
 
+import { MAX_TAP_QUEUES } from '../constants.ts';
 import { MODE_VALUES, type ModeName } from '../modes.ts';
 import { CALLER_IFNAME_PREFIX, ifnameProblem, isCallerIfnameSpace } from '../names.ts';
 
@@ -15,7 +16,8 @@ export const RESERVED_WORDS: ReadonlySet<string> = new Set<string>([
   ...STATEMENT_WORDS, ...SUBJECT_WORDS, ...TARGET_WORDS, ...QUALIFIER_WORDS, 'pf', 'host',
 ]);
 
-export const MAX_QUEUES = 256;
+/** The most queues a rule may allow: the kernel's limit per macvtap. */
+export const MAX_QUEUES = MAX_TAP_QUEUES;
 /** The most links a limit statement may grant one user (far more than any host can serve). */
 export const MAX_LINK_LIMIT = 100_000;
 /** What one user may hold at once when no limit statement covers them. */
