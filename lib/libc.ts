@@ -80,6 +80,7 @@ const c = {
   socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
   bind: libc.func('int bind(int fd, void *addr, uint32_t len)'),
   listen: libc.func('int listen(int fd, int backlog)'),
+  connect: libc.func('int connect(int fd, void *addr, uint32_t len)'),
   getsockname: libc.func('int getsockname(int fd, void *addr, _Inout_ uint32_t *len)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, _Inout_ uint32_t *len)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
@@ -127,6 +128,10 @@ export function socketpair(domain: number, type: number, protocol = 0): [number,
 
 export function bind(fd: number, addr: Buffer): void {
   check('bind', c.bind(fd, addr, addr.length));
+}
+
+export function connect(fd: number, addr: Buffer): void {
+  checkRestarting('connect', () => c.connect(fd, addr, addr.length));
 }
 
 export function listen(fd: number, backlog: number): void {

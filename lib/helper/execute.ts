@@ -23,9 +23,10 @@ import { peerHasHungUp } from '../scm.ts';
 import { SYSTEM_VHOST, VhostUnavailableError, type VhostOpener } from '../vhost.ts';
 import { allocateLink, deleteLinkQuietly } from './allocate.ts';
 import type { Candidate } from './authorize.ts';
-import { collectStale, linksHeldBy, listHelperLinks, type Collected, type HelperLink } from './ownership.ts';
+import { collectStale, describeOccupants, linksHeldBy, listHelperLinks, type Collected, type HelperLink } from './ownership.ts';
 import type { Plan } from './plan.ts';
 import { openQueueSet, type QueueSet } from './queues.ts';
+import { withUserLock } from './user-lock.ts';
 
 const debug = logger('execute');
 
@@ -54,17 +55,27 @@ const asNetAdmin = <T>(fn: () => T): T => withCapabilities(NET_ADMIN, fn);
 /** Carries out the plan and hands the result over. Throws (having rolled back what it could) on any failure. */
 export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
   return withNetlink((nl) => {
-    checkLimit(nl, plan, 'before', makeRoom(nl, plan, hooks));
-    const { candidate, link, lowerMacBefore } = allocateLink(nl, { mode: plan.mode, ifname: plan.ifname, mac: plan.mac, group: markGroup(process.pid) },
-      plan.candidates, plan.pool, () => hooks.checkpoint('before-create'));
-    hooks.allocated(candidate);
     let privileged = true;
+    let link: Link | undefined;
+    let candidate: Candidate;
     try {
-      hooks.checkpoint('created');
-      tag(nl, link, plan, lowerMacBefore);
-      hooks.checkpoint('tagged');
-      // Counted again with our own link tagged: of helpers racing at the limit, the later ones always see the earlier ones.
-      checkLimit(nl, plan, 'after');
+      // Counting, creating and tagging happen under the user's lock (lib/helper/user-lock.ts): the limit admits exactly what it allows.
+      ({ candidate, link } = withLimitLock(plan, () => {
+        checkLimit(nl, plan, 'before', makeRoom(nl, plan, hooks));
+        const made = allocate(nl, plan, hooks);
+        hooks.allocated(made.candidate);
+        try {
+          hooks.checkpoint('created');
+          tag(nl, made.link, plan, made.lowerMacBefore);
+          hooks.checkpoint('tagged');
+          // Counted again with our own link tagged: without the lock, of helpers racing at the limit the later ones always see the earlier ones.
+          checkLimit(nl, plan, 'after');
+        } catch (err) {
+          link = made.link; // rolled back below
+          throw err;
+        }
+        return made;
+      }));
       // A persistent link: one queue is opened to check it and describe it, and the node is given to the caller; nothing is handed over.
       const queues = openQueues(link, plan.persistent ? { ...plan, queues: 1 } : plan, candidate, hooks.vhostOpener);
       try {
@@ -87,6 +98,7 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
         queues.close();
       }
     } catch (err) {
+      if (link === undefined) throw err; // nothing was made
       // Explained before the rollback, which would make any link look vanished.
       const explained = explainVanished(err, nl, link);
       if (privileged || plan.caller.uid === 0) {
@@ -143,6 +155,23 @@ function checkLimit(nl: NetlinkSocket, plan: Plan, when: 'before' | 'after', lin
   const holding = when === 'before' ? held : held - 1;
   throw new HelperError(`uid ${plan.caller.uid} already holds ${holding} link${holding === 1 ? '' : 's'}, and ${policy.describeLimit(limit)} allows ${limit.links}`,
     `release links you no longer use (--list, --release=IFNAME, --gc), or ask the administrator to raise it ("limit user NAME links N" in ${policy.POLICY_PATH})`);
+}
+
+/** Runs fn under the caller's lock when a limit applies to them (root has none). */
+function withLimitLock<T>(plan: Plan, fn: () => T): T {
+  return plan.limit ? withUserLock(plan.caller.uid, fn) : fn();
+}
+
+/** allocateLink, with what occupies a single passthrough device named in its refusal. */
+function allocate(nl: NetlinkSocket, plan: Plan, hooks: ExecuteHooks): ReturnType<typeof allocateLink> {
+  try {
+    return allocateLink(nl, { mode: plan.mode, ifname: plan.ifname, mac: plan.mac, group: markGroup(process.pid) },
+      plan.candidates, plan.pool, () => hooks.checkpoint('before-create'));
+  } catch (err) {
+    if (!(err instanceof HelperError) || plan.mode !== 'passthru' || plan.pool.isPool) throw err;
+    const occupants = describeOccupants(nl, plan.candidates[0]!.lower.index, plan.caller.uid);
+    throw occupants ? new HelperError(`${err.message}: it carries ${occupants}`, err.fix) : err;
+  }
 }
 
 /**

@@ -96,10 +96,12 @@ export interface Collected extends HelperLink {
 
 /**
  * How long after it is tagged a link counts as in use whether or not a
- * process holds its queue: the fds are in flight from the helper to QEMU (or
- * from a manager to QEMU) for milliseconds, and nobody's fd table shows them then.
+ * process holds its queue: while the fds travel in an SCM_RIGHTS message from
+ * the helper to its peer (or from a manager to QEMU) nobody's fd table shows
+ * them; that takes milliseconds. (A manager that keeps the fd itself, as
+ * libvirt does until QEMU starts, holds it in its own fd table.)
  */
-export const HANDOVER_GRACE_S = 30;
+export const HANDOVER_GRACE_S = 10;
 
 /**
  * Why `hl` is proven unused, or undefined when it may be in use. A link some
@@ -118,6 +120,10 @@ export function unusedReason(hl: HelperLink, holders: ReturnType<ProcessView['ho
   const complete = holders.complete || (ownLink && !holders.unlisted && !holders.hiddenUids.has(viewerUid) && !holders.hiddenUids.has(-1));
   // A persistent link belongs to its user until released; one in progress is about to be handed over.
   if (hl.state === 'persistent' || hl.state === 'in-progress' || (hl.state === 'unknown' && !complete)) return undefined;
+  // Another user's processes are hidden from a caller who is not root: whether one of them holds
+  // a queue of their link (a manager handed it on) cannot be told, so it is never deleted from here.
+  // An untagged link is the exception: its creator died before tagging it, and queues are opened only after.
+  if (!complete && hl.tag !== undefined && !ownLink) return undefined;
   if (queue === undefined) return undefined; // its queue's device cannot be read: cannot tell who holds it
   if (isHeld(holders, queue.rdev, queue.node)) return undefined;
   const gone = hl.tag ? `its owner pid ${hl.tag.pid} is gone` : `it was never tagged and its creating helper (pid ${hl.creator}) no longer runs`;
@@ -228,6 +234,22 @@ export function linksHeldBy(links: readonly HelperLink[], uid: number, proc: Pro
 function stillUntagged(nl: NetlinkSocket, hl: HelperLink): boolean {
   const fresh = getLinkByIndex(nl, hl.link.index);
   return fresh !== undefined && fresh.group === hl.link.group && decodeOwnerTag(fresh.alias) === undefined;
+}
+
+/**
+ * What is on a device a passthru link could not be made on, for the message:
+ * the helper links there, whose they are, and how the caller frees their own.
+ */
+export function describeOccupants(nl: NetlinkSocket, lowerIndex: number, callerUid: number): string | undefined {
+  const here = listHelperLinks(nl).filter((hl) => hl.link.lowerIndex === lowerIndex);
+  if (here.length === 0) return undefined;
+  const now = Math.floor(Date.now() / 1000);
+  return here.map((hl) => {
+    const mine = hl.tag?.uid === callerUid;
+    const age = hl.tag ? ` made ${Math.max(0, now - hl.tag.created)} s ago` : '';
+    const state = hl.state === 'alive' && mine ? `; if no process of yours holds it any more, it counts as unused ${HANDOVER_GRACE_S} s after it was made, or --release=${hl.link.name} frees it now` : '';
+    return `${hl.link.name} (${mine ? 'yours' : `uid ${hl.tag?.uid ?? 'unknown'}`}, ${hl.state}${age}${state})`;
+  }).join(', ');
 }
 
 /** Deletes one link by name for its owner or root, alive or not. */

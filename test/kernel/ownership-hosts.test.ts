@@ -142,6 +142,7 @@ else {
     t.teardown(() => m.end());
     const busy = run([...asUser(ns, ALICE), ...helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0', '--probe'])]);
     t.equal(busy.status, 1, 'while the guest holds it, the device is busy');
+    t.match(busy.stderr, new RegExp(`the kernel refused a passthru macvtap on p0: it carries ${m.record.ifname} \\(yours, alive made [0-9]+ s ago; .*--release=${m.record.ifname} frees it now\\)`), 'and the message says with what, and how to free it');
     process.kill(m.childPid, 'SIGKILL');
     await waitGone(m.childPid);
     ageTag(ns, m.record.ifname, 120);
@@ -191,6 +192,20 @@ else {
     const gc = helperAction(ns, '--gc');
     t.match(gc.stdout, new RegExp(`^removed ${fresh?.ifname}: its owner pid [0-9]+ is gone and no process holds its queue`), 'the new link, whose owner is gone, is collected: the old fd does not count');
     t.same(ns.macvtaps(), []);
+  });
+
+  t.test('another user\'s passthrough request never deletes a link whose owner is gone but whose queue a process of its user holds', async (t) => {
+    const ns = createNetns(t, 'crossuser');
+    addVethPair(ns, 'p0', 'p0peer');
+    const policy = policyFor(ns, 'p0');
+    const f = await fdHolder(asUser(ns, ALICE), 'forker', helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0']));
+    t.teardown(() => { try { process.kill(f.childPid, 'SIGKILL'); } catch { /* gone */ } });
+    await waitGone(f.ownerPid);
+    const bob = run([...asUser(ns, BOB), ...helperAsUser('qemu-net-helper-passthrough', policy, ['--dev=p0', '--probe'])]);
+    t.equal(bob.status, 1, 'bob is refused: p0 is in use');
+    t.match(bob.stderr, new RegExp(`it carries ${f.record.ifname} \\(uid ${ALICE}, stale`), 'and told whose link is there');
+    t.ok(ifindexes(ns).includes(f.record.ifindex), 'alice\'s link, which her child still holds, survived');
+    t.equal(helperAction(ns, '--gc').stdout, '', 'root, who sees every fd, keeps it too');
   });
 
   t.test('a zombie owner is dead, and a pid reused by a process that calls itself a helper keeps nothing', async (t) => {

@@ -134,6 +134,19 @@ else {
     t.same(ns.macvtaps(), [r.record.ifname], 'and nothing was made for it');
   });
 
+  t.test('the per-user limit admits exactly as many links as it allows, however many helpers of the user race for them', async (t) => {
+    const ns = withVeth(t, 'plimit');
+    const policy = policyFile(`allow user ${USER} dev v0 netns ${ns.name}\nlimit user ${USER} links 3\n`);
+    const results = await Promise.allSettled(Array.from({ length: 6 }, () => holdAsUser(ns, 'qemu-net-helper-vepa', policy, ['--dev=v0'])));
+    const won = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    t.teardown(() => Promise.all(won.map((w) => w.release())));
+    t.equal(won.length, 3, `exactly three of six concurrent requests got a link (${results.map((r) => r.status).join(',')})`);
+    for (const r of results) {
+      if (r.status === 'rejected') t.match((r.reason as Error).message, new RegExp(`uid ${USER} already holds 3 links, and the limit at .*:2 allows 3`));
+    }
+    t.equal(ns.macvtaps().length, 3, 'and exactly three links exist');
+  });
+
   t.test('refusals: not in the policy, deny beats allow, another mode, more queues, a private namespace with its own v0', async (t) => {
     const ns = withVeth(t, 'pdeny');
     const cases: Array<[string, string[], RegExp]> = [
