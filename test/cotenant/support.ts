@@ -194,17 +194,8 @@ export function killHelper(pid: number, signal: NodeJS.Signals = 'SIGKILL'): voi
   }
 }
 
-/** A reproducible source of random numbers (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A reproducible source of random numbers (mulberry32): test/support/random.ts. */
+export { prng } from '../support/random.ts';
 
 // ------------------------------------------------------------------ syslog lines
 

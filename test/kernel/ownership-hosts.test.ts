@@ -10,9 +10,10 @@
 // same sources, as in policy-privileged.test.ts; each asserts which links exist afterwards.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import t from 'tap';
+import { makeCapNode } from '../support/cap-node.ts';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { encodeOwnerTag, markGroup } from '../../lib/owner.ts';
 import type { HelperRecord } from '../../lib/record.ts';
@@ -27,14 +28,7 @@ if (skip) t.plan(0, skip);
 else {
   const ALICE = 64_001;
   const BOB = 64_002;
-  const dir = mkdtempSync('/tmp/qnh-hosts-');
-  chmodSync(dir, 0o755);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const capNode = `${dir}/node`;
-  copyFileSync(process.execPath, capNode);
-  chmodSync(capNode, 0o755);
-  const setcap = spawnSync('setcap', ['cap_chown,cap_dac_override,cap_net_admin=ep', capNode], { encoding: 'utf8' });
-  if (setcap.status !== 0) throw new Error(`setcap failed: ${setcap.stderr}`);
+  const { dir, path: capNode } = makeCapNode(t, 'qnh-hosts-');
 
   const children: number[] = [];
   t.teardown(() => { for (const pid of children) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } });

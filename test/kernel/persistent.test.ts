@@ -4,9 +4,9 @@
 // through a file-capability copy of the pinned node, as in policy-privileged.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import t from 'tap';
-import { HELPER_CAPS } from '../../packaging/deb.ts';
+import { makeCapNode } from '../support/cap-node.ts';
 import { helperAction } from '../support/helper-actions.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
@@ -17,14 +17,7 @@ if (skip) t.plan(0, skip);
 else {
   const ALICE = 64_021;
   const BOB = 64_022;
-  const dir = mkdtempSync('/tmp/qnh-persist-');
-  chmodSync(dir, 0o755);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const capNode = `${dir}/node`;
-  copyFileSync(process.execPath, capNode);
-  chmodSync(capNode, 0o755);
-  const setcap = spawnSync('setcap', [HELPER_CAPS, capNode], { encoding: 'utf8' });
-  if (setcap.status !== 0) throw new Error(`setcap failed: ${setcap.stderr}`);
+  const { dir, path: capNode } = makeCapNode(t, 'qnh-persist-');
 
   function policy(ns: Netns, extra = ''): string {
     const path = `${dir}/policy-${ns.name}-${extra.length}.conf`;

@@ -9,6 +9,7 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import t from 'tap';
+import { makeCapNode } from '../support/cap-node.ts';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { holdLink, type HeldLink, type HeldLinkError } from '../support/held-link.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
@@ -21,14 +22,7 @@ if (skip) t.plan(0, skip);
 else {
   const USER = 65534;
   // A root-owned directory others can enter: the policy's parents must be root's and not writable by others.
-  const dir = mkdtempSync('/tmp/qnh-priv-');
-  chmodSync(dir, 0o755);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const capNode = `${dir}/node`;
-  copyFileSync(process.execPath, capNode);
-  chmodSync(capNode, 0o755);
-  const setcap = spawnSync('setcap', ['cap_chown,cap_dac_override,cap_net_admin=ep', capNode], { encoding: 'utf8' });
-  if (setcap.status !== 0) throw new Error(`setcap failed: ${setcap.stderr}`);
+  const { dir, path: capNode } = makeCapNode(t, 'qnh-priv-');
 
   let policyCounter = 0;
   /** Writes a root-owned 0644 policy file and returns its path. */
