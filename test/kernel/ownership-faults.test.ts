@@ -124,11 +124,12 @@ else {
     }
   });
 
-  t.test('200 helpers killed at random moments: one --gc leaves no helper link and touches no other', async (t) => {
+  t.test('helpers killed at random moments (200; 20 in the TCG guest): one --gc leaves no helper link and touches no other', async (t) => {
     const ns = createNetns(t, 'kill200');
     addVethPair(ns);
     ns.ip('link', 'add', 'link', 'v0', 'name', 'notours0', 'type', 'macvtap', 'mode', 'vepa');
-    const runs = 200;
+    // Under Debian 12's kernel in the TCG guest (test/kernel61) each run costs seconds: fewer there.
+    const runs = process.env.QNH_KERNEL_GUEST ? 20 : 200;
     const random = seededRandom((text) => t.comment(text));
     let killedMidway = 0;
     for (let i = 0; i < runs; i += 2) {

@@ -9,18 +9,19 @@
 # with the host's pinned Node and node-tap, then powers off.
 #
 # Kernel command line parameters read here:
-#   qnh_repo=DIR        the repository (same path on host and guest)
-#   qnh_node=PATH       the Node binary to run (the host's pinned Node 24)
-#   qnh_tag=TAG         value of QNH_KERNEL_GUEST in the tests' environment (e.g. 6.1)
-#   qnh_p1=F1,F2,...    test files (relative to DIR) of phase 1
-#   qnh_late=M1,M2,...  modules loaded only after phase 1 (e.g. vhost_net)
-#   qnh_p2=F1,F2,...    test files of phase 2 (optional)
-#   qnh_jobs=N          tap --jobs (default 2)
-#   qnh_timeout=S       tap --timeout per file, seconds (default 300)
+#   qnh_repo=DIR          the repository (same path on host and guest)
+#   qnh_node=PATH         the Node binary to run (the host's pinned Node 24)
+#   qnh_tag=TAG           value of QNH_KERNEL_GUEST in the tests' environment (e.g. 6.1)
+#   qnh_pN=F1,F2,...      test files (relative to DIR) of phase N (N = 1..4, run in order)
+#   qnh_pN_with=M1,M2     modules loaded only for phase N (unloaded after it); e.g.
+#                         vhost_net, whose /dev/vhost-net the other phases must not see
+#   qnh_jobs=N            tap --jobs (default 2)
+#   qnh_timeout=S         tap --timeout per file, seconds (default 300)
 # Console protocol (ttyS0), one line each:
 #   QNH-KGUEST-INFO: ...                    progress, for people
 #   QNH-KGUEST-BEGIN: phase=N               then tap's TAP output of that phase
 #   QNH-KGUEST-END: phase=N status=S        tap's exit status
+#   QNH-KGUEST-STDERR: phase=N LINE         the tests' stderr (last 400 lines), after the phase
 #   QNH-KGUEST-DONE: status=S end           last line: 0 only when every phase passed;
 #                                           90-99: the guest could not set itself up
 
@@ -53,15 +54,14 @@ diag() {
 	dmesg 2>&1 | tail -n 30
 }
 
-repo= node= tag= p1= p2= late= jobs=2 timeout=300
+repo= node= tag= jobs=2 timeout=300
+p1= p2= p3= p4= p1_with= p2_with= p3_with= p4_with=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	qnh_repo=*) repo=${arg#qnh_repo=} ;;
 	qnh_node=*) node=${arg#qnh_node=} ;;
 	qnh_tag=*) tag=${arg#qnh_tag=} ;;
-	qnh_p1=*) p1=${arg#qnh_p1=} ;;
-	qnh_p2=*) p2=${arg#qnh_p2=} ;;
-	qnh_late=*) late=${arg#qnh_late=} ;;
+	qnh_p[1-4]=* | qnh_p[1-4]_with=*) kv=${arg#qnh_} && eval "${kv%%=*}=\${kv#*=}" ;;
 	qnh_jobs=*) jobs=${arg#qnh_jobs=} ;;
 	qnh_timeout=*) timeout=${arg#qnh_timeout=} ;;
 	esac
@@ -72,14 +72,10 @@ if [ -z "$repo" ] || [ -z "$node" ] || [ -z "$p1" ]; then
 	done_ 90
 fi
 
-is_late() {
-	case ",$late," in *",$1,"*) return 0 ;; esac
-	return 1
-}
-
-# Modules, in dependency order, as listed by the image builder; the late ones wait for phase 2.
+# Modules, in dependency order, as listed by the image builder; those of a phase wait for it.
+later=",$p1_with,$p2_with,$p3_with,$p4_with,"
 for m in $(cat /etc/qnh-modules); do
-	is_late "$m" && continue
+	case "$later" in *",$m,"*) continue ;; esac
 	out=$(insmod "/lib/modules/$m.ko" 2>&1) || info "insmod $m failed: $out"
 done
 
@@ -114,35 +110,47 @@ if [ ! -x "/newroot$node" ] || [ ! -d "/newroot$repo" ]; then
 	done_ 93
 fi
 
+# Runs a command in the host's root, in the environment the tests see: a clean one, as
+# CI's (npm puts node_modules/.bin first), with Node's compile cache in guest memory.
+inroot() {
+	chroot /newroot /usr/bin/env -i \
+		PATH="$repo/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+		HOME=/root LANG=C.UTF-8 TERM=dumb NO_COLOR=1 CI=true QNH_KERNEL_GUEST="$tag" \
+		NODE_COMPILE_CACHE=/tmp/.qnh-node-compile-cache \
+		/bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$repo" "$@"
+}
+
 phase() {
 	n=$1
 	files=$(echo "$2" | tr ',' ' ')
 	echo "QNH-KGUEST-BEGIN: phase=$n"
-	# The environment tests see: a clean one, as CI's (npm puts node_modules/.bin first).
-	chroot /newroot /usr/bin/env -i \
-		PATH="$repo/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-		HOME=/root LANG=C.UTF-8 TERM=dumb NO_COLOR=1 CI=true QNH_KERNEL_GUEST="$tag" \
-		/bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$repo" \
-		"$node" "$repo/node_modules/.bin/tap" --reporter=tap --no-color --jobs="$jobs" --timeout="$timeout" $files
+	inroot "$node" "$repo/node_modules/.bin/tap" --reporter=tap --no-color --jobs="$jobs" --timeout="$timeout" $files 2>/rw/stderr-$n
 	st=$?
 	echo "QNH-KGUEST-END: phase=$n status=$st"
+	# The test processes' stderr, kept apart from the TAP stream and marked line by line.
+	sed "s/^/QNH-KGUEST-STDERR: phase=$n /" /rw/stderr-$n | tail -n 400
 	return $st
 }
 
-status=0
+# The helpers' modules, compiled once for every helper run (see kernel-guest-warm.ts).
 start=$(cut -d. -f1 /proc/uptime)
-phase 1 "$p1" || status=1
-info "phase 1 took $(($(cut -d. -f1 /proc/uptime) - start)) s"
-if [ -n "$late" ]; then
-	for m in $(echo "$late" | tr ',' ' '); do
+inroot "$node" "$repo/test/support/kernel-guest-warm.ts" 2>&1 | tail -n 5 | while IFS= read -r l; do info "$l"; done
+info "warm-up took $(($(cut -d. -f1 /proc/uptime) - start)) s"
+
+status=0
+for n in 1 2 3 4; do
+	eval "files=\$p$n with=\$p${n}_with"
+	[ -n "$files" ] || continue
+	for m in $(echo "$with" | tr ',' ' '); do
 		out=$(insmod "/lib/modules/$m.ko" 2>&1) || info "insmod $m failed: $out"
 	done
-fi
-if [ -n "$p2" ]; then
 	start=$(cut -d. -f1 /proc/uptime)
-	phase 2 "$p2" || status=1
-	info "phase 2 took $(($(cut -d. -f1 /proc/uptime) - start)) s"
-fi
+	phase "$n" "$files" || status=1
+	info "phase $n took $(($(cut -d. -f1 /proc/uptime) - start)) s"
+	for m in $(echo "$with" | tr ',' '\n' | tac); do
+		out=$(rmmod "$m" 2>&1) || { info "rmmod $m failed: $out"; status=1; }
+	done
+done
 if [ -n "$(ls /newroot/run/netns 2>/dev/null)" ]; then
 	info "network namespaces left behind in the guest: $(ls /newroot/run/netns | tr '\n' ' ')"
 	status=1

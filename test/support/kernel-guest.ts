@@ -11,9 +11,9 @@
  * - {@link runKernelGuest} boots it, reads the console and parses every phase's TAP into
  *   per-file results ({@link parseKernelGuestConsole}).
  *
- * The guest runs two phases, because the existing tests expect this host's state (no
- * /dev/vhost-net): phase 1 runs test/kernel/*.test.ts without vhost_net, then /init loads
- * vhost_net, then phase 2 runs the tests that need a real /dev/vhost-net (test/kernel61/).
+ * The guest runs the test files in phases, each with its own modules: the existing tests
+ * expect this host's state (no /dev/vhost-net), so vhost_net is loaded only for the phase of
+ * the tests that need a real /dev/vhost-net (test/kernel61/) and unloaded after it.
  * The tests see CI=true and QNH_KERNEL_GUEST=<tag> (e.g. 6.1) in their environment.
  *
  * Cache (default `<repo>/.cache/kernel61`, separate from the cloud-kernel guest's so that
@@ -44,8 +44,10 @@ export const KERNEL_GUEST_MODULES = {
   wanted: ['virtio_pci', '9pnet_virtio', '9p', 'overlay', 'veth', 'macvlan', 'macvtap', 'tap', 'tun', 'vhost', 'bridge', '8021q', 'dummy', 'vhost_net'],
   required: ['virtio_pci', '9pnet_virtio', '9p', 'overlay', 'veth', 'macvtap', 'vhost_net'],
 } as const;
-/** Modules /init loads only after phase 1. */
-export const KERNEL_GUEST_LATE_MODULES = ['vhost_net'];
+/** Modules loaded only for the phases that ask for them (`KernelGuestPhase.with`). */
+export const KERNEL_GUEST_PHASE_MODULES = ['vhost_net'];
+
+export const KERNEL_GUEST_CPU = 'max';
 
 /** The line that ends the guest's run; group 1 is the overall status (0: every phase passed). */
 export const KERNEL_GUEST_DONE = /^QNH-KGUEST-DONE: status=(\d+) end[ \t]*$/m;
@@ -74,37 +76,49 @@ export interface KernelGuestPlan {
   repo: string;
   /** The Node binary the guest runs (the host's pinned Node: `process.execPath`). */
   node: string;
-  /** Test files, relative to `repo`, of phase 1 (without vhost_net) and phase 2 (with it). */
-  phase1: string[];
-  phase2: string[];
+  /** Up to 4 phases, run in order: test files relative to `repo`, and modules loaded for that phase only. */
+  phases: KernelGuestPhase[];
   /** tap --jobs in the guest (default 2: one per vCPU). */
   jobs?: number;
   /** tap --timeout per file in the guest, seconds (default 300). */
   fileTimeoutS?: number;
   /** QNH_KERNEL_GUEST's value in the guest (default {@link KERNEL_GUEST_TAG}). */
   tag?: string;
+  /** More kernel command line parameters. */
+  append?: string[];
+  /** QEMU -cpu (default {@link KERNEL_GUEST_CPU}). */
+  cpu?: string;
   /** Guest vCPUs (default 2) and memory (default 2048 MiB). */
   smp?: number;
   memoryMiB?: number;
+}
+
+export interface KernelGuestPhase {
+  files: string[];
+  /** Modules of {@link KERNEL_GUEST_PHASE_MODULES} loaded before the phase and unloaded after it. */
+  with?: string[];
 }
 
 const SAFE_FILE = /^[\w./-]+$/;
 
 /** qemu-system-x86_64 arguments (without the binary) that boot `image` and run `plan`. */
 export function kernelGuestQemuArgs(image: GuestImage, plan: KernelGuestPlan): string[] {
-  for (const f of [...plan.phase1, ...plan.phase2]) if (!SAFE_FILE.test(f) || f.includes(',')) throw new Error(`test file name unusable on the kernel command line: ${f}`);
+  const phases = plan.phases.filter((p) => p.files.length > 0);
+  if (phases.length === 0 || phases.length > 4) throw new Error(`want 1 to 4 phases with test files, not ${phases.length}`);
+  for (const p of phases) {
+    for (const f of p.files) if (!SAFE_FILE.test(f)) throw new Error(`test file name unusable on the kernel command line: ${f}`);
+    for (const m of p.with ?? []) if (!KERNEL_GUEST_PHASE_MODULES.includes(m)) throw new Error(`module ${m} is not one the image keeps for a phase`);
+  }
   for (const p of [plan.repo, plan.node]) if (!SAFE_FILE.test(p) || !p.startsWith('/')) throw new Error(`path unusable on the kernel command line: ${p}`);
-  if (plan.phase1.length === 0) throw new Error('no test files for phase 1');
   const append = [
     'console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4',
     `qnh_repo=${plan.repo.replace(/\/+$/, '')}`,
     `qnh_node=${plan.node}`,
     `qnh_tag=${plan.tag ?? KERNEL_GUEST_TAG}`,
-    `qnh_p1=${plan.phase1.join(',')}`,
-    ...(plan.phase2.length ? [`qnh_p2=${plan.phase2.join(',')}`] : []),
-    `qnh_late=${KERNEL_GUEST_LATE_MODULES.join(',')}`,
+    ...phases.flatMap((p, i) => [`qnh_p${i + 1}=${p.files.join(',')}`, ...(p.with?.length ? [`qnh_p${i + 1}_with=${p.with.join(',')}`] : [])]),
     `qnh_jobs=${plan.jobs ?? 2}`,
     `qnh_timeout=${plan.fileTimeoutS ?? 300}`,
+    ...(plan.append ?? []),
   ].join(' ');
   // x86's COMMAND_LINE_SIZE is 2048 bytes.
   if (append.length > 2000) throw new Error(`kernel command line too long (${append.length} bytes): run fewer files`);
@@ -112,7 +126,7 @@ export function kernelGuestQemuArgs(image: GuestImage, plan: KernelGuestPlan): s
     '-nodefaults',
     '-no-user-config',
     '-accel', 'tcg',
-    '-cpu', 'max',
+    '-cpu', plan.cpu ?? KERNEL_GUEST_CPU,
     '-smp', String(plan.smp ?? 2),
     '-m', String(plan.memoryMiB ?? 2048),
     '-display', 'none',
@@ -141,6 +155,8 @@ export interface GuestTestFile {
   failures: string[];
   /** The file's TAP, as tap printed it (indented subtest output plus the result line). */
   tap: string;
+  /** tap's `time=` for the file, in the guest. */
+  timeMs?: number;
 }
 
 export interface GuestPhase {
@@ -149,6 +165,8 @@ export interface GuestPhase {
   status?: number;
   /** tap's final count line, e.g. `{ total: 63, pass: 62, fail: 1 }`. */
   summary?: string;
+  /** The test processes' stderr (its last lines), printed by /init after the phase. */
+  stderr: string[];
 }
 
 export interface KernelGuestReport {
@@ -162,69 +180,124 @@ export interface KernelGuestReport {
   info: string[];
 }
 
-/** Parses the console of a kernel guest run: the info lines, every phase's TAP, the end marker. */
-export function parseKernelGuestConsole(consoleText: string): KernelGuestReport {
-  const report: KernelGuestReport = { phases: [], files: [], info: [] };
-  const lines = consoleText.replace(/\r\n?/g, '\n').split('\n');
-  let phase: GuestPhase | undefined;
-  let block: string[] = [];
-  let current: string | undefined;
-  for (const line of lines) {
+/**
+ * Reads a kernel guest's console line by line as it arrives: the info lines, every phase's
+ * TAP, the end marker. `onFile` is told each test file's result as soon as it is complete
+ * (its result line and diagnostics), so a caller can report files while the guest still runs.
+ */
+export class KernelGuestConsoleParser {
+  readonly report: KernelGuestReport = { phases: [], files: [], info: [] };
+  private readonly onFile: ((f: GuestTestFile) => void) | undefined;
+  private partial = '';
+  private phase: GuestPhase | undefined;
+  private block: string[] = [];
+  private current: string | undefined;
+  /** A file whose result line was seen; its YAML diagnostics may still follow. */
+  private pending: GuestTestFile | undefined;
+
+  constructor(onFile?: (f: GuestTestFile) => void) {
+    this.onFile = onFile;
+  }
+
+  /** Feeds console output (any chunking; `\r\n` or `\n`). */
+  push(chunk: string): void {
+    const text = this.partial + chunk.replace(/\r/g, '');
+    const lines = text.split('\n');
+    this.partial = lines.pop()!;
+    for (const line of lines) this.line(line);
+  }
+
+  /** The console ended: takes the last partial line, and reports a file cut short as failed. */
+  end(): KernelGuestReport {
+    if (this.partial) this.line(this.partial);
+    this.partial = '';
+    this.flush();
+    if (this.current !== undefined && this.block.length) {
+      const file: GuestTestFile = {
+        phase: this.phase?.phase ?? 0, file: this.current, ok: false, directive: 'unfinished: the guest stopped before this file ended',
+        ...countSubtests(this.block), tap: this.block.join('\n'),
+      };
+      this.current = undefined;
+      this.report.files.push(file);
+      this.onFile?.(file);
+    }
+    return this.report;
+  }
+
+  private flush(): void {
+    if (!this.pending) return;
+    const f = this.pending;
+    this.pending = undefined;
+    this.onFile?.(f);
+  }
+
+  private line(line: string): void {
+    const report = this.report;
     let m: RegExpExecArray | null;
+    if (this.pending && !/^ {2}/.test(line)) this.flush();
     if ((m = /^QNH-KGUEST-INFO: (.*)$/.exec(line))) {
       report.info.push(m[1]!);
       const k = /^booted kernel=(\S+)/.exec(m[1]!);
       if (k) report.kernelVersion = k[1];
-      continue;
+      return;
     }
     if ((m = /^QNH-KGUEST-BEGIN: phase=(\d+)/.exec(line))) {
-      phase = { phase: Number(m[1]) };
-      report.phases.push(phase);
-      block = [];
-      current = undefined;
-      continue;
+      this.phase = { phase: Number(m[1]), stderr: [] };
+      report.phases.push(this.phase);
+      this.block = [];
+      this.current = undefined;
+      return;
     }
     if ((m = /^QNH-KGUEST-END: phase=(\d+) status=(\d+)/.exec(line))) {
-      if (phase) phase.status = Number(m[2]);
-      phase = undefined;
-      continue;
+      if (this.phase) this.phase.status = Number(m[2]);
+      this.phase = undefined;
+      return;
+    }
+    if ((m = /^QNH-KGUEST-STDERR: phase=(\d+) ?(.*)$/.exec(line))) {
+      const n = Number(m[1]);
+      report.phases.find((p) => p.phase === n)?.stderr.push(m[2]!);
+      return;
     }
     if ((m = KERNEL_GUEST_DONE.exec(line))) {
       report.status = Number(m[1]);
-      continue;
+      return;
     }
-    if (!phase) continue;
+    const phase = this.phase;
+    if (!phase) return;
     if ((m = /^# Subtest: (.+)$/.exec(line))) {
-      current = m[1];
-      block = [line];
-      continue;
+      this.current = m[1];
+      this.block = [line];
+      return;
     }
     if ((m = /^(not )?ok \d+ - (.+?)(?: # (.*))?$/.exec(line))) {
       const file = m[2]!;
-      const directive = m[3] && !/^time=/.test(m[3]) ? m[3] : undefined;
-      const body = file === current ? block : [];
+      const rest = m[3] ?? '';
+      const time = /(?:^|\s)time=([\d.]+)ms\s*$/.exec(rest);
+      const directive = rest.replace(/(?:^|\s*)time=[\d.]+ms\s*$/, '').trim() || undefined;
+      const body = file === this.current ? this.block : [];
       body.push(line);
-      report.files.push({ phase: phase.phase, file, ok: !m[1], directive, ...countSubtests(body), tap: body.join('\n') });
-      block = [];
-      current = undefined;
-      continue;
+      const f: GuestTestFile = { phase: phase.phase, file, ok: !m[1], directive, ...countSubtests(body), tap: body.join('\n') };
+      if (time) f.timeMs = Number(time[1]);
+      report.files.push(f);
+      this.pending = f;
+      this.block = [];
+      this.current = undefined;
+      return;
     }
     if ((m = /^# (\{ total: .*\})$/.exec(line))) {
       phase.summary = m[1];
-      continue;
+      return;
     }
-    if (current !== undefined) block.push(line);
-    else if (report.files.length && report.files[report.files.length - 1]!.phase === phase.phase && /^ {2}/.test(line)) {
-      // The YAML diagnostics after a file's `not ok` line.
-      report.files[report.files.length - 1]!.tap += `\n${line}`;
-    }
+    if (this.current !== undefined) this.block.push(line);
+    else if (this.pending) this.pending.tap += `\n${line}`; // the YAML diagnostics after a file's `not ok` line
   }
-  // A phase cut short leaves a file without its result line: report it as failed.
-  if (current !== undefined && block.length) {
-    const last = report.phases[report.phases.length - 1];
-    report.files.push({ phase: last?.phase ?? 0, file: current, ok: false, directive: 'unfinished: the guest stopped before this file ended', ...countSubtests(block), tap: block.join('\n') });
-  }
-  return report;
+}
+
+/** Parses a whole console of a kernel guest run (see {@link KernelGuestConsoleParser}). */
+export function parseKernelGuestConsole(consoleText: string): KernelGuestReport {
+  const p = new KernelGuestConsoleParser();
+  p.push(consoleText);
+  return p.end();
 }
 
 function countSubtests(body: string[]): { passed: number; failed: number; skipped: number; failures: string[] } {
@@ -245,16 +318,35 @@ export interface RunKernelGuestOptions {
   /** Overall bound for QEMU, boot to power-off. */
   timeoutMs: number;
   onConsole?: (chunk: string) => void;
+  /** Told each test file's result as soon as the guest has printed it. */
+  onFile?: (f: GuestTestFile) => void;
   qemu?: string;
 }
 
-export interface KernelGuestRun extends KernelGuestReport {
-  run: GuestRunResult;
+export interface KernelGuestRun {
+  /** What the console said, complete or not. */
+  report: KernelGuestReport;
+  /** QEMU's run; undefined when it failed (timed out, died before the end marker): see `error`. */
+  run?: GuestRunResult;
+  error?: Error;
 }
 
-/** Boots the guest with `plan` and returns the parsed report; rejects when the guest never printed its end marker. */
+/** Boots the guest with `plan`; resolves with what it reported, also when it never printed its end marker. */
 export async function runKernelGuest(image: GuestImage, plan: KernelGuestPlan, o: RunKernelGuestOptions): Promise<KernelGuestRun> {
   const argv = [o.qemu ?? 'qemu-system-x86_64', ...kernelGuestQemuArgs(image, plan)];
-  const run = await runGuest(argv, { timeoutMs: o.timeoutMs, onConsole: o.onConsole, resultMarker: KERNEL_GUEST_DONE, exitGraceMs: 15_000 });
-  return { ...parseKernelGuestConsole(run.console), run };
+  const parser = new KernelGuestConsoleParser(o.onFile);
+  try {
+    const run = await runGuest(argv, {
+      timeoutMs: o.timeoutMs,
+      onConsole: (chunk) => {
+        parser.push(chunk);
+        o.onConsole?.(chunk);
+      },
+      resultMarker: KERNEL_GUEST_DONE,
+      exitGraceMs: 15_000,
+    });
+    return { report: parser.end(), run };
+  } catch (err) {
+    return { report: parser.end(), error: err as Error };
+  }
 }
