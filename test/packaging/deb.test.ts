@@ -14,6 +14,7 @@ import t from 'tap';
 import { buildAll, type PackageBuild } from '../../packaging/build.ts';
 import { CONFFILE, HELPER_CAPS, LIBDIR, LIBEXEC, PACKAGE, buildDeb, installPath, isPrivilegedHelper } from '../../packaging/deb.ts';
 import { callHelper } from '../../lib/client.ts';
+import { holdLink } from '../support/held-link.ts';
 import { buildGuestImage, guestQemuArgs, QEMU_BINARY, runGuest } from '../support/guest.ts';
 import { addVethPair, createNetns, hostAndPeer } from '../support/netns.ts';
 import { IS_CI, privilegedSkipReason } from '../support/privileged.ts';
@@ -276,10 +277,13 @@ else if (already) {
       const probe = sh([...ns.exec, ...NOBODY, path, '--dev=v0', '--probe', '--json'], CLEAN_ENV);
       t.equal(probe.status, 0, probe.stderr);
       t.match(JSON.parse(probe.stdout), { lower: 'v0', mode: 'vepa' });
-      // The record protocol, for real: the link is tagged with the caller's uid.
-      const r = await callHelper({ command: [...ns.exec, ...NOBODY, path], args: ['--dev=v0'], env: CLEAN_ENV, timeoutMs: 30_000 });
-      t.teardown(() => r.close());
-      t.match(ns.link(r.record.ifname)?.ifalias, /uid=65534 /);
+      // The record protocol, for real, with the caller's own process at the other end (as their QEMU would be): the link is tagged with the caller's uid.
+      const r = await holdLink([...ns.exec, ...NOBODY, 'env', '-i', 'PATH=/usr/bin:/bin'], [path, '--dev=v0']);
+      t.teardown(() => r.release());
+      t.match(ns.link(r.record.ifname)?.ifalias, new RegExp(`uid=65534 pid=${r.ownerPid} `));
+      // A reply socket whose other end is root's (this test's) is refused for the caller.
+      const foreign = await callHelper({ command: [...ns.exec, ...NOBODY, path], args: ['--dev=v0'], env: CLEAN_ENV, timeoutMs: 30_000 }).then((x) => { x.close(); return undefined; }, (e: Error) => e);
+      t.match(foreign?.message, /runs as uid 0, not as you \(uid 65534\)/);
       const refused = sh([...ns.exec, 'setpriv', '--reuid=65533', '--regid=65533', '--clear-groups', path, '--dev=v0', '--probe'], CLEAN_ENV);
       t.equal(refused.status, 1);
       t.match(refused.stderr, /no rule in the policy allows uid 65533/);
