@@ -72,6 +72,14 @@ export const IFLA_EXT_MASK = 29;
 export const IFLA_GROUP = 27;
 export const IFLA_PROP_LIST = 52;
 export const IFLA_ALT_IFNAME = 53;
+/** Per address family link attributes; AF_INET6's carry IFLA_INET6_CONF, the device's ipv6 sysctls as an s32 array. */
+export const IFLA_AF_SPEC = 26;
+export const AF_INET6 = 10;
+export const IFLA_INET6_CONF = 2;
+/** <linux/ipv6.h> enum: the index of disable_ipv6 in IFLA_INET6_CONF. */
+export const DEVCONF_DISABLE_IPV6 = 26;
+/** Where a device's ipv6 sysctls are, in the network namespace of the process that opens them. */
+export const IPV6_CONF_DIR = '/proc/sys/net/ipv6/conf';
 export const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
@@ -89,6 +97,7 @@ export const MACVLAN_MODE_SOURCE = 16;
 export const IFNAMSIZ = 16; // including the terminating NUL: names are at most 15 bytes
 export const IFF_UP = 0x1;
 export const IFF_BROADCAST = 0x2;
+export const IFF_ALLMULTI = 0x200;
 export const IFF_MULTICAST = 0x1000;
 export const ARPHRD_ETHER = 1;
 export const AF_UNSPEC = 0;

@@ -32,6 +32,10 @@ export interface HelperRecord {
   vhostFeatures?: bigint | undefined;
   /** Why vhost is off although it was tried (--vhost=try). */
   vhostError?: string | undefined;
+  /** IFF_ALLMULTI is set on the macvtap (absent from older helpers). */
+  allmulti?: boolean | undefined;
+  /** The host's IPv6 on the macvtap: 'off' (disable_ipv6=1) or 'absent' (none in that namespace); absent from older helpers. */
+  hostIpv6?: string | undefined;
   fds: FdKind[];
 }
 
@@ -110,6 +114,8 @@ export function helperRecordFields(r: HelperRecord): Array<[string, string | num
   ];
   if (r.vhostFeatures !== undefined) fields.push(['vhost_features', `0x${r.vhostFeatures.toString(16)}`]);
   if (r.vhostError !== undefined) fields.push(['vhost_error', r.vhostError]);
+  if (r.allmulti !== undefined) fields.push(['allmulti', r.allmulti ? 1 : 0]);
+  if (r.hostIpv6 !== undefined) fields.push(['host_ipv6', r.hostIpv6]);
   fields.push(['fds', r.fds.join(',')]);
   return fields;
 }
@@ -174,6 +180,8 @@ export function parseHelperRecord(data: Buffer): DecodedHelperRecord {
     vhost: requireBool(fields, 'vhost'),
     vhostFeatures: features === undefined ? undefined : BigInt(features),
     vhostError: fields.get('vhost_error'),
+    allmulti: fields.has('allmulti') ? requireBool(fields, 'allmulti') : undefined,
+    hostIpv6: fields.get('host_ipv6'),
     fds: fds as FdKind[],
   };
   const taps = record.fds.filter((k) => k === 'tap').length;
@@ -200,6 +208,8 @@ export function helperRecordJson(r: HelperRecord): Record<string, unknown> {
     vhost: r.vhost,
     ...(r.vhostFeatures !== undefined ? { vhost_features: `0x${r.vhostFeatures.toString(16)}` } : {}),
     ...(r.vhostError !== undefined ? { vhost_error: r.vhostError } : {}),
+    ...(r.allmulti !== undefined ? { allmulti: r.allmulti } : {}),
+    ...(r.hostIpv6 !== undefined ? { host_ipv6: r.hostIpv6 } : {}),
     fds: r.fds,
   };
 }

@@ -17,6 +17,10 @@
 // for the same member cannot both win; the loser moves on to the next member,
 // as it does after any other failure that is about that member.
 //
+// The link is created down, with IFF_ALLMULTI when the plan says so, and
+// brought up only after the host's IPv6 is off on it (lib/host-ipv6.ts), so
+// that the host never configures an address on the guest's NIC.
+//
 // For passthru with --mac, the MAC is set on the macvtap after it exists
 // (the kernel passes it down to the lower device). Setting it on the lower
 // device first would race with other helpers trying the same member; and the
@@ -29,7 +33,8 @@ import * as libc from '../libc.ts';
 import { writeErr } from '../output.ts';
 import { formatMac, generateMac } from '../mac.ts';
 import { MODE_VALUES, type ModeName } from '../modes.ts';
-import { addMacvtap, deleteLink, getLinkByIndex, listLinks, setLinkAddress, type Link } from '../netlink/link.ts';
+import { turnOffHostIpv6, type HostIpv6 } from '../host-ipv6.ts';
+import { addMacvtap, deleteLink, getLinkByIndex, listLinks, setLinkAddress, setLinkUp, type Link } from '../netlink/link.ts';
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
 import { tapNodeExists, tapNodeIsOurs } from '../tap.ts';
 import type { Candidate, PoolSummary } from './authorize.ts';
@@ -49,6 +54,8 @@ export interface LinkSpec {
 export interface Allocation {
   candidate: Candidate;
   link: Link;
+  /** What became of the host's IPv6 on the link. */
+  hostIpv6: HostIpv6;
   /** The lower device's own MAC when --mac replaced it (passthru): to restore on release. */
   lowerMacBefore: string | undefined;
 }
@@ -68,7 +75,7 @@ export function allocateLink(nl: NetlinkSocket, spec: LinkSpec, candidates: read
   if (!pool.isPool) {
     const candidate = candidates[0]!;
     beforeCreate(candidate.lower);
-    return { candidate, ...createOn(nl, spec, candidate.lower) };
+    return { candidate, ...createOn(nl, spec, candidate) };
   }
 
   // Two dumps the kernel filters by kind: on a host with many other links,
@@ -87,7 +94,7 @@ export function allocateLink(nl: NetlinkSocket, spec: LinkSpec, candidates: read
     }
     try {
       beforeCreate(lower);
-      return { candidate, ...createOn(nl, spec, lower) };
+      return { candidate, ...createOn(nl, spec, candidate) };
     } catch (err) {
       if (!(err instanceof MemberFailure)) throw err;
       debug('pool member %s: %s', lower.name, err.message);
@@ -134,7 +141,8 @@ function isAboutMember(err: unknown): boolean {
   return err instanceof NetlinkError && err.code !== 'EEXIST' && err.code !== 'ENFILE' && err.code !== 'EPERM' && err.code !== 'ENOMEM';
 }
 
-function createOn(nl: NetlinkSocket, spec: LinkSpec, lower: Link): { link: Link; lowerMacBefore: string | undefined } {
+function createOn(nl: NetlinkSocket, spec: LinkSpec, candidate: Candidate): Omit<Allocation, 'candidate'> {
+  const lower = candidate.lower;
   const passthru = spec.mode === 'passthru';
   // A passthru macvtap takes the lower device's MAC; any other gets its own.
   const mac = passthru ? undefined : (spec.mac ?? generateMac(libc.randomBytes));
@@ -142,7 +150,7 @@ function createOn(nl: NetlinkSocket, spec: LinkSpec, lower: Link): { link: Link;
     const index = chooseIndex(nl);
     let link: Link;
     try {
-      link = addMacvtap(nl, { lowerIndex: lower.index, index, name: spec.ifname, mode: MODE_VALUES[spec.mode], mac, up: true, group: spec.group });
+      link = addMacvtap(nl, { lowerIndex: lower.index, index, name: spec.ifname, mode: MODE_VALUES[spec.mode], mac, allmulti: candidate.allmulti, group: spec.group });
     } catch (err) {
       if (err instanceof NetlinkError && (err.code === 'EEXIST' || err.code === 'EBUSY') && indexTakenByOther(nl, index, spec.group)) {
         debug('ifindex %d was taken meanwhile; choosing another', index);
@@ -175,13 +183,32 @@ function createOn(nl: NetlinkSocket, spec: LinkSpec, lower: Link): { link: Link;
         }
         link = { ...link, mac: formatMac(spec.mac) };
       }
-      return { link, lowerMacBefore };
+      const hostIpv6 = keepHostIpv6Off(nl, link);
+      setLinkUp(nl, link.index);
+      return { link, lowerMacBefore, hostIpv6 };
     } catch (err) {
       deleteLinkQuietly(nl, link);
       throw err;
     }
   }
   throw new HelperError(`every ifindex tried for the new link on ${lower.name} was taken meanwhile (${CREATE_ATTEMPTS} attempts)`, 'retry');
+}
+
+/** disable_ipv6 on the new (still down) link, confirmed by the kernel's own report of it. */
+function keepHostIpv6Off(nl: NetlinkSocket, link: Link): HostIpv6 {
+  let result: HostIpv6;
+  try {
+    result = turnOffHostIpv6(link.name);
+  } catch (err) {
+    throw new HelperError(`cannot turn the host's IPv6 off on ${link.name}: ${(err as Error).message}`,
+      'the helper needs a writable /proc/sys/net/ipv6 in its network namespace (a container may mount /proc/sys read-only)');
+  }
+  const reported = getLinkByIndex(nl, link.index)?.ipv6Disabled;
+  if (result === 'off' && reported !== true) throw new HelperError(`the kernel does not report IPv6 off on ${link.name} after disable_ipv6 was written (it says ${reported === undefined ? 'no IPv6' : 'on'})`, 'report this as a bug');
+  if (result === 'absent' && reported !== undefined) {
+    throw new HelperError(`${link.name} has IPv6 (the kernel reports it) but no entry under /proc/sys/net/ipv6/conf`, "check that the helper sees this network namespace's /proc/sys");
+  }
+  return result;
 }
 
 /** After EEXIST or EBUSY: whether the index is in use by a link that is not ours (rather than the name being taken). */

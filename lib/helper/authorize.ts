@@ -47,6 +47,8 @@ export interface Candidate {
   auditLine: string;
   /** The vhost mode to carry out: 'try' without a vhost grant becomes 'off'. */
   vhost: VhostMode;
+  /** Whether the link gets IFF_ALLMULTI (the request and the rule agree on it). */
+  allmulti: boolean;
 }
 
 /** What was asked for, in the words messages use about a pool. */
@@ -197,6 +199,7 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
       queues: req.queues,
       vhost: req.vhost,
       persistent: req.output.kind === 'persistent',
+      ...(req.allmulti ? { allmulti: req.allmulti } : {}),
       netns: ctx.netns,
     };
     const problem = lowerDeviceProblem(lower, ctx.sysClassNet);
@@ -214,7 +217,7 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
       denials.push(line);
       continue;
     }
-    candidates.push({ lower, auditLine: line, vhost: req.vhost === 'try' && !d.vhost ? 'off' : req.vhost });
+    candidates.push({ lower, auditLine: line, vhost: req.vhost === 'try' && !d.vhost ? 'off' : req.vhost, allmulti: d.allmulti });
   }
 
   if (candidates.length === 0) {

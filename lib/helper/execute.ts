@@ -10,6 +10,8 @@
 // hung-up peer just before; a peer that vanishes in the instant after leaves a
 // link whose owner is gone, for the next --gc.
 
+import { IFF_ALLMULTI } from '../constants.ts';
+import type { HostIpv6 } from '../host-ipv6.ts';
 import { logger } from '../log.ts';
 import { HelperError } from '../errors.ts';
 import * as libc from '../libc.ts';
@@ -58,9 +60,10 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
     let privileged = true;
     let link: Link | undefined;
     let candidate: Candidate;
+    let hostIpv6: HostIpv6;
     try {
       // Counting, creating and tagging happen under the user's lock (lib/helper/user-lock.ts): the limit admits exactly what it allows.
-      ({ candidate, link } = withLimitLock(plan, () => {
+      ({ candidate, link, hostIpv6 } = withLimitLock(plan, () => {
         checkLimit(nl, plan, 'before', makeRoom(nl, plan, hooks));
         const made = allocate(nl, plan, hooks);
         hooks.allocated(made.candidate);
@@ -81,7 +84,7 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
       try {
         hooks.checkpoint('opened');
         if (plan.persistent) giveNode(queues.tapFds[0]!, plan);
-        const record = { ...buildRecord(link, candidate.lower, plan, queues), ...(plan.persistent ? { fds: [], multiQueue: plan.queues > 1 } : {}) };
+        const record = { ...buildRecord(link, candidate.lower, plan, queues, hostIpv6), ...(plan.persistent ? { fds: [], multiQueue: plan.queues > 1 } : {}) };
         if (plan.output.kind === 'probe') {
           deleteLink(nl, link.index);
           debug('probe: deleted %s', link.name);
@@ -203,7 +206,7 @@ function openQueues(link: Link, plan: Pick<Plan, 'queues' | 'vnetHdr'>, candidat
   }
 }
 
-function buildRecord(link: Link, lower: Link, plan: Plan, queues: QueueSet): HelperRecord {
+function buildRecord(link: Link, lower: Link, plan: Plan, queues: QueueSet, hostIpv6: HostIpv6): HelperRecord {
   const fds: FdKind[] = [...queues.tapFds.map((): FdKind => 'tap'), ...queues.vhostFds.map((): FdKind => 'vhost')];
   return {
     ifname: link.name,
@@ -219,6 +222,9 @@ function buildRecord(link: Link, lower: Link, plan: Plan, queues: QueueSet): Hel
     vhost: queues.vhostFds.length > 0,
     vhostFeatures: queues.vhostFeatures,
     vhostError: queues.vhostError,
+    // The kernel's word: the flags it reported for the new link.
+    allmulti: (link.flags & IFF_ALLMULTI) !== 0,
+    hostIpv6,
     fds,
   };
 }

@@ -31,6 +31,7 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: 'queues', kind: 'value' },
   { name: 'vhost', kind: 'value' },
   { name: 'try-vhost', kind: 'flag' },
+  { name: 'allmulti', kind: 'value' },
   { name: 'fd', kind: 'value' },
   { name: 'socketpair', kind: 'value' },
   { name: 'probe', kind: 'flag' },
@@ -83,6 +84,8 @@ export interface CreateRequest {
   ifname: string;
   queues: number;
   vhost: VhostMode;
+  /** --allmulti=on|off; absent: on, unless the policy rule says allmulti off. */
+  allmulti: 'on' | 'off' | undefined;
   output: Output;
   vnetHdr: boolean;
 }
@@ -235,6 +238,10 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
     vhost = 'off';
   }
 
+  const allmultiText = o.get('allmulti') as string | undefined;
+  if (allmultiText !== undefined && allmultiText !== 'on' && allmultiText !== 'off') {
+    throw new UsageError(`--allmulti=${JSON.stringify(allmultiText)} is not on or off`, 'use --allmulti=off to keep the guest from multicast it has not been sent by address, or leave it out');
+  }
   const macText = o.get('mac') as string | undefined;
   const ifname = checkCallerIfname('ifname', (o.get('ifname') as string | undefined) ?? DEFAULT_IFNAME_TEMPLATE);
 
@@ -250,6 +257,7 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
     ifname,
     queues,
     vhost,
+    allmulti: allmultiText,
     output,
     // QEMU asks for the vnet header with --use-vnet; our own protocol always uses it.
     vnetHdr: output.kind === 'fd' ? o.has('use-vnet') : true,

@@ -4,7 +4,8 @@
 import {
   AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_DUMP,
   IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE,
-  IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP, IFINFOMSG_LEN, NLA_TYPE_MASK,
+  IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP, IFF_ALLMULTI, IFINFOMSG_LEN, NLA_TYPE_MASK,
+  IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6,
 } from '../constants.ts';
 import {
   attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute, NetlinkDecodeError,
@@ -29,6 +30,8 @@ export interface Link {
   /** The device group (IFLA_GROUP), 0 by default. */
   group: number;
   altNames: string[];
+  /** The device's disable_ipv6 sysctl as the kernel reports it (IFLA_AF_SPEC); undefined without IPv6. */
+  ipv6Disabled: boolean | undefined;
 }
 
 function macToString(b: Buffer): string {
@@ -69,7 +72,17 @@ export function parseLink(msg: NetlinkMessage): Link {
     alias: alias ? aliasText(alias) : undefined,
     group: group ? attrU32(group) : 0,
     altNames,
+    ipv6Disabled: ipv6DisabledOf(attributes),
   };
+}
+
+/** disable_ipv6 of the link from IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_CONF; undefined when the kernel sends none. */
+function ipv6DisabledOf(attributes: Attribute[]): boolean | undefined {
+  const spec = findAttribute(attributes, IFLA_AF_SPEC);
+  const inet6 = spec && findAttribute(decodeAttributes(spec.value), AF_INET6);
+  const conf = inet6 && findAttribute(decodeAttributes(inet6.value), IFLA_INET6_CONF);
+  if (!conf || conf.value.length < (DEVCONF_DISABLE_IPV6 + 1) * 4) return undefined;
+  return conf.value.readInt32LE(DEVCONF_DISABLE_IPV6 * 4) !== 0;
 }
 
 /**
@@ -185,6 +198,8 @@ export interface MacvtapSpec {
   mac?: Buffer;
   /** Bring the link up as it is created. */
   up?: boolean;
+  /** IFF_ALLMULTI from the start: macvlan then passes every multicast frame to it and raises allmulti on the lower device while it is up. */
+  allmulti?: boolean;
   /** Device group, set atomically with the creation (unlike the alias, which the kernel ignores on create): the creator's mark. */
   group: number;
 }
@@ -202,7 +217,7 @@ export interface MacvtapSpec {
  * check with getLinkByIndex and choose again.
  */
 export function addMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
-  const flags = spec.up ? IFF_UP : 0;
+  const flags = (spec.up ? IFF_UP : 0) | (spec.allmulti ? IFF_ALLMULTI : 0);
   const attributes = [
     attr.u32(IFLA_LINK, spec.lowerIndex),
     attr.string(IFLA_IFNAME, spec.name),
@@ -220,6 +235,11 @@ export function addMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
     throw new Error(`the macvtap just created with ifindex ${spec.index} is gone, or another link has that index now`);
   }
   return link;
+}
+
+/** Brings a link up (IFF_UP, nothing else changed). */
+export function setLinkUp(nl: NetlinkSocket, index: number): void {
+  nl.request(RTM_NEWLINK, 0, ifinfo(index, IFF_UP, IFF_UP), `RTM_NEWLINK set index ${index} up`);
 }
 
 /** Sets a link's hardware address (RTM_NEWLINK on an existing link). */

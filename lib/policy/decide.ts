@@ -53,11 +53,13 @@ export interface PolicyRequest {
   vhost: VhostRequest;
   /** A persistent link: kept until released, not tied to a process (false when absent). */
   persistent?: boolean;
+  /** IFF_ALLMULTI on the macvtap: 'on' or 'off' as asked, absent for the default (on unless the rule says allmulti off). */
+  allmulti?: 'on' | 'off';
   netns: NetnsIdentity;
 }
 
 export type Decision =
-  | { allow: true; rule: Rule | undefined; vhost: boolean; reason: string }
+  | { allow: true; rule: Rule | undefined; vhost: boolean; allmulti: boolean; reason: string }
   | { allow: false; rule: Rule | undefined; reason: string; fix: string };
 
 /** Modes an allow rule permits when it gives none: a pool is for passthru; passthru on any other device must be named. */
@@ -157,6 +159,7 @@ function qualifierMismatch(rule: Rule, req: PolicyRequest): string | undefined {
   if (req.queues > rule.queues) return `${at} allows at most ${plural(rule.queues, 'queue')}`;
   if (req.vhost === 'on' && !rule.vhost) return `${at} does not allow vhost-net`;
   if (req.persistent && !rule.persistent) return `${at} does not allow persistent links`;
+  if (req.allmulti === 'on' && !rule.allmulti) return `${at} turns allmulticast off`;
   if (!netnsCovers(rule, req.netns)) return `${at} allows it only in ${describeNetnsSpec(rule)}`;
   return undefined;
 }
@@ -194,6 +197,7 @@ function requestProblem(req: PolicyRequest): string | undefined {
   if (!Number.isInteger(req.queues) || req.queues < 1 || req.queues > MAX_QUEUES) return `${req.queues} queues is not from 1 to ${MAX_QUEUES}`;
   if (!ALL_MODES.includes(req.mode)) return `unknown mode ${JSON.stringify(req.mode)}`;
   if (!['on', 'try', 'off'].includes(req.vhost)) return `unknown vhost request ${JSON.stringify(req.vhost)}`;
+  if (req.allmulti !== undefined && req.allmulti !== 'on' && req.allmulti !== 'off') return `unknown allmulti request ${JSON.stringify(req.allmulti)}`;
   for (const id of [req.caller.uid, req.caller.gid, ...req.caller.groups]) {
     if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) return `invalid id ${id}`;
   }
@@ -293,7 +297,7 @@ export function decide(policy: Policy, req: PolicyRequest, accounts: Accounts): 
   const who = describeCaller(req.caller);
   const what = describeRequest(req);
 
-  if (req.caller.uid === 0) return { allow: true, rule: undefined, vhost: req.vhost !== 'off', reason: 'uid 0 may do anything' };
+  if (req.caller.uid === 0) return { allow: true, rule: undefined, vhost: req.vhost !== 'off', allmulti: req.allmulti !== 'off', reason: 'uid 0 may do anything' };
 
   for (const rule of policy.rules) {
     if (rule.action !== 'deny') continue;
@@ -325,11 +329,14 @@ export function decide(policy: Policy, req: PolicyRequest, accounts: Accounts): 
       near ??= mismatch;
       continue;
     }
-    if (req.vhost === 'off') return { allow: true, rule, vhost: false, reason: `allowed by the rule at ${formatWhere(rule.where)}` };
-    if (rule.vhost) return { allow: true, rule, vhost: true, reason: `allowed by the rule at ${formatWhere(rule.where)}` };
+    const allmulti = req.allmulti !== 'off' && rule.allmulti;
+    if (req.vhost === 'off') return { allow: true, rule, vhost: false, allmulti, reason: `allowed by the rule at ${formatWhere(rule.where)}` };
+    if (rule.vhost) return { allow: true, rule, vhost: true, allmulti, reason: `allowed by the rule at ${formatWhere(rule.where)}` };
     withoutVhost ??= rule;
   }
-  if (withoutVhost) return { allow: true, rule: withoutVhost, vhost: false, reason: `allowed without vhost-net by the rule at ${formatWhere(withoutVhost.where)}` };
+  if (withoutVhost) {
+    return { allow: true, rule: withoutVhost, vhost: false, allmulti: req.allmulti !== 'off' && withoutVhost.allmulti, reason: `allowed without vhost-net by the rule at ${formatWhere(withoutVhost.where)}` };
+  }
 
   let reason = `no rule in the policy allows ${who} the use of ${what}`;
   if (near) reason += `; ${near}`;
@@ -358,7 +365,7 @@ export function auditLine(req: PolicyRequest, decision: Decision): string {
     auditField('netns', req.netns.isInitial ? 'host' : req.netns.names.length ? req.netns.names.join(',') : 'other'),
     auditField('result', decision.allow ? 'allow' : 'deny'),
   ];
-  if (decision.allow) fields.push(auditField('vhost_granted', decision.vhost ? '1' : '0'));
+  if (decision.allow) fields.push(auditField('vhost_granted', decision.vhost ? '1' : '0'), auditField('allmulti', decision.allmulti ? '1' : '0'));
   if (decision.rule) fields.push(auditField('rule', formatWhere(decision.rule.where)));
   else if (decision.allow && req.caller.uid === 0) fields.push(auditField('rule', 'root'));
   if (!decision.allow) fields.push(auditField('reason', decision.reason));

@@ -6,7 +6,7 @@
 //   network NAME dev IFNAME mode MODE
 //   pool NAME dev IFNAME[,IFNAME...]
 //   pool NAME pf IFNAME
-//   allow [SUBJECT] TARGET [mode MODES] [queues N] [vhost] [persistent] [netns NS[,NS...]]
+//   allow [SUBJECT] TARGET [mode MODES] [queues N] [vhost] [persistent] [allmulti on|off] [netns NS[,NS...]]
 //   deny  [SUBJECT] TARGET [mode MODES] [netns NS[,NS...]]
 //
 //   SUBJECT = user U[,U...] | group G[,G...] | everyone | all
@@ -232,13 +232,14 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
   let queues: number | undefined;
   let vhost = false;
   let persistent = false;
+  let allmulti = true;
   let netns: NetnsSpec | undefined;
   const seen = new Set<string>();
   for (let word = w.next(); word !== undefined; word = w.next()) {
     if (!has(QUALIFIER_WORDS, word)) {
       if (has(SUBJECT_WORDS, word)) fail(`${q(word)} comes too late: the subject goes right after ${action}`, `write ${action} ${word} NAME TARGET ...`);
       if (has(TARGET_WORDS, word)) fail(`a rule has one target, but ${q(word)} starts a second one`, 'write one rule per kind of target; list several names with commas, as in dev eth0,eth1');
-      fail(`unexpected ${q(word)} in a rule`, 'a rule continues with mode, queues, vhost, persistent or netns (a comment starts with "#")');
+      fail(`unexpected ${q(word)} in a rule`, 'a rule continues with mode, queues, vhost, persistent, allmulti or netns (a comment starts with "#")');
     }
     if (seen.has(word)) fail(`${word} is given twice in one rule`, 'give it once');
     seen.add(word);
@@ -255,6 +256,11 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
     } else if (word === 'persistent') {
       if (action === 'deny') fail('persistent has no meaning in a deny rule', 'allow persistent links only in the allow rules that should have them');
       persistent = true;
+    } else if (word === 'allmulti') {
+      if (action === 'deny') fail('allmulti has no meaning in a deny rule', 'turn allmulticast off in the allow rules instead');
+      const v = w.need('on or off', 'write allmulti off (links this rule allows get no IFF_ALLMULTI) or allmulti on (the default)');
+      if (v !== 'on' && v !== 'off') fail(`allmulti ${q(v)} is neither on nor off`, 'write allmulti off or allmulti on');
+      allmulti = v === 'on';
     } else {
       const names: string[] = [];
       let host = false;
@@ -280,6 +286,7 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
       queues: action === 'allow' ? (queues ?? 1) : MAX_QUEUES,
       vhost,
       persistent,
+      allmulti,
       netns,
       where: w.where,
     },

@@ -9,7 +9,7 @@ import { CALLER_IFNAME_PREFIX, ifnameProblem, isCallerIfnameSpace } from '../nam
 export const STATEMENT_WORDS = ['allow', 'deny', 'include', 'network', 'pool', 'limit'] as const;
 export const SUBJECT_WORDS = ['user', 'group', 'everyone'] as const;
 export const TARGET_WORDS = ['all', 'dev', 'network', 'pool'] as const;
-export const QUALIFIER_WORDS = ['mode', 'queues', 'vhost', 'netns', 'persistent'] as const;
+export const QUALIFIER_WORDS = ['mode', 'queues', 'vhost', 'netns', 'persistent', 'allmulti'] as const;
 
 /** Words that cannot be a bare device name after allow/deny (write `dev NAME` for such a device). */
 export const RESERVED_WORDS: ReadonlySet<string> = new Set<string>([

@@ -41,6 +41,8 @@ export interface Rule {
   vhost: boolean;
   /** allow: whether the subject may make persistent links (kept until released, not tied to a process). deny: unused (false). */
   persistent: boolean;
+  /** allow: whether the links it grants get IFF_ALLMULTI (default true; `allmulti off` turns it off). deny: unused (true). */
+  allmulti: boolean;
   /** As written; undefined when the rule does not say (allow: host only; deny: every namespace). */
   netns: NetnsSpec | undefined;
   where: Where;

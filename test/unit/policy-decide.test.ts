@@ -257,7 +257,7 @@ t.test('the one-line refusal and the audit line', async (t) => {
   const ok = req({ via: { kind: 'network', name: 'n' }, netns: { isInitial: false, names: ['lab1'], notes: [] }, vhost: 'try' });
   const allowed = decide(policy('network n dev eth0 mode vepa\nallow network n netns lab1'), ok, accounts);
   t.equal(auditLine(ok, allowed),
-    'uid=1000 gid=1000 program=qemu-net-helper-vepa dev="eth0" via="network:n" mode=vepa queues=1 vhost=try netns=lab1 result=allow vhost_granted=0 rule=/etc/qemu/net-helper.conf:2');
+    'uid=1000 gid=1000 program=qemu-net-helper-vepa dev="eth0" via="network:n" mode=vepa queues=1 vhost=try netns=lab1 result=allow vhost_granted=0 allmulti=1 rule=/etc/qemu/net-helper.conf:2');
   t.notMatch(auditLine(req({ program: 'a b\nc' }), allowed), /\n/, 'no newline can get into the audit line');
 });
 
@@ -293,4 +293,19 @@ t.test('persistent links need a rule that allows them', async (t) => {
   t.equal(d(p, { persistent: true, caller: { uid: BOB, gid: BOB, groups: [] } }).allow, true);
   t.equal(d(p, {}).allow, true, 'an ordinary request is not affected');
   t.match(auditLine(req({ persistent: true }), refused), / persistent=1 /);
+});
+
+t.test('allmulti: on by default, off where the rule says so, and an explicit on needs a rule that keeps it', async (t) => {
+  const p = policy('allow user alice dev eth0\nallow user bob dev eth0 allmulti off\n');
+  const bob = { caller: { uid: BOB, gid: BOB, groups: [] } };
+  t.match(d(p, {}), { allow: true, allmulti: true }, 'default: on');
+  t.match(d(p, { allmulti: 'off' }), { allow: true, allmulti: false }, 'asked off');
+  t.match(d(p, bob), { allow: true, allmulti: false }, 'the rule turns it off');
+  const refused = d(p, { ...bob, allmulti: 'on' });
+  t.equal(refused.allow, false, 'explicit on against allmulti off is refused, not quietly changed');
+  t.match(refused.reason, /turns allmulticast off/);
+  t.match(d(p, { caller: { uid: 0, gid: 0, groups: [] } }), { allow: true, allmulti: true }, 'root: on by default');
+  t.match(d(p, { caller: { uid: 0, gid: 0, groups: [] }, allmulti: 'off' }), { allow: true, allmulti: false }, 'root: as asked');
+  t.match(auditLine(req({}), d(p, {})), / allmulti=1/);
+  t.match(auditLine(req(bob), d(p, bob)), / allmulti=0/);
 });

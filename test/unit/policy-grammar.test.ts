@@ -204,6 +204,16 @@ t.test('assembling: duplicate definitions and undefined references refuse the po
   t.equal(ok.policy.rules.length, 1);
 });
 
+t.test('the allmulti qualifier', async (t) => {
+  t.equal(rule(t, 'allow user alice dev eth0').allmulti, true, 'on unless written');
+  t.equal(rule(t, 'allow user alice dev eth0 allmulti off').allmulti, false);
+  t.equal(rule(t, 'allow user alice dev eth0 allmulti on vhost').allmulti, true);
+  problem(t, 'allow user alice dev eth0 allmulti', /on or off/);
+  problem(t, 'allow user alice dev eth0 allmulti no', /allmulti "no" is neither on nor off/);
+  problem(t, 'deny user alice dev eth0 allmulti off', /allmulti has no meaning in a deny rule/);
+  problem(t, 'allow dev eth0 allmulti off allmulti on', /allmulti is given twice/);
+});
+
 t.test('the persistent qualifier', async (t) => {
   t.equal(rule(t, 'allow user alice dev eth0 persistent').persistent, true);
   t.equal(rule(t, 'allow user alice dev eth0').persistent, false, 'not allowed unless written');

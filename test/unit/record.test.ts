@@ -38,6 +38,17 @@ t.test('vhost and multiqueue keys', async (t) => {
   t.throws(() => parseHelperRecord(vhostWithoutFlag), /1 vhost fds with vhost=0/);
 });
 
+t.test('allmulti and host_ipv6: written when known, read back, optional for older helpers', async (t) => {
+  const r: HelperRecord = { ...sample, allmulti: true, hostIpv6: 'off' };
+  t.match(encodeHelperRecord(r).toString(), /\nallmulti=1\nhost_ipv6=off\nfds=tap\n$/);
+  const back = parseHelperRecord(encodeHelperRecord(r));
+  t.same(back.ok && back.record, r, 'round trip');
+  const old = parseHelperRecord(encodeHelperRecord(sample));
+  t.same(old.ok && [old.record.allmulti, old.record.hostIpv6], [undefined, undefined], 'a record without them still parses');
+  t.throws(() => parseHelperRecord(Buffer.from(encodeHelperRecord(r).toString().replace('allmulti=1', 'allmulti=yes'))), /allmulti=yes is not 0 or 1/);
+  t.match(helperRecordJson({ ...r, allmulti: false }), { allmulti: false, host_ipv6: 'off' });
+});
+
 t.test('an error record carries one line and no fds', async (t) => {
   const data = encodeErrorRecord('qemu-net-helper-vepa: no such\ndevice');
   t.equal(data.toString(), 'version=1\nerror=qemu-net-helper-vepa: no such device\n');
