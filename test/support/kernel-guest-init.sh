@@ -17,6 +17,8 @@
 #                         vhost_net, whose /dev/vhost-net the other phases must not see
 #   qnh_jobs=N            tap --jobs (default 2)
 #   qnh_timeout=S         tap --timeout per file, seconds (default 300)
+#   qnh_cache=1           Node's compile cache on the 9p share "qnhcache" (a host directory
+#                         kept between runs) instead of in guest memory
 # Console protocol (ttyS0), one line each:
 #   QNH-KGUEST-INFO: ...                    progress, for people
 #   QNH-KGUEST-BEGIN: phase=N               then tap's TAP output of that phase
@@ -54,7 +56,7 @@ diag() {
 	dmesg 2>&1 | tail -n 30
 }
 
-repo= node= tag= jobs=2 timeout=300
+repo= node= tag= jobs=2 timeout=300 cache=
 p1= p2= p3= p4= p1_with= p2_with= p3_with= p4_with=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
@@ -64,6 +66,7 @@ for arg in $(cat /proc/cmdline); do
 	qnh_p[1-4]=* | qnh_p[1-4]_with=*) kv=${arg#qnh_} && eval "${kv%%=*}=\${kv#*=}" ;;
 	qnh_jobs=*) jobs=${arg#qnh_jobs=} ;;
 	qnh_timeout=*) timeout=${arg#qnh_timeout=} ;;
+	qnh_cache=*) cache=${arg#qnh_cache=} ;;
 	esac
 done
 info "booted kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) mem=$(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)"
@@ -101,6 +104,10 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
+mkdir -p /newroot/tmp/.qnh-node-compile-cache
+if [ "$cache" = 1 ] && ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 qnhcache /newroot/tmp/.qnh-node-compile-cache; then
+	info "cannot mount the compile cache share qnhcache: the cache stays in guest memory"
+fi
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run
 mkdir -p /newroot/run/netns /newroot/run/lock
 # Nothing of the host's network state: the guest's own loopback only.
@@ -151,6 +158,8 @@ for n in 1 2 3 4; do
 		out=$(rmmod "$m" 2>&1) || { info "rmmod $m failed: $out"; status=1; }
 	done
 done
+# Processes that died of a signal (the kernel logs where): under TCG, worth knowing.
+dmesg | grep -E 'segfault at|traps:|general protection' | tail -n 20 | while IFS= read -r l; do info "kernel: $l"; done
 if [ -n "$(ls /newroot/run/netns 2>/dev/null)" ]; then
 	info "network namespaces left behind in the guest: $(ls /newroot/run/netns | tr '\n' ' ')"
 	status=1

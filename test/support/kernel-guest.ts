@@ -47,7 +47,13 @@ export const KERNEL_GUEST_MODULES = {
 /** Modules loaded only for the phases that ask for them (`KernelGuestPhase.with`). */
 export const KERNEL_GUEST_PHASE_MODULES = ['vhost_net'];
 
-export const KERNEL_GUEST_CPU = 'max';
+/**
+ * No AVX: with `-cpu max` (AVX and AVX2, which QEMU 7.2's TCG emulates since 7.2) Node
+ * died of SIGSEGV at start-up in the guest, every time for an uncached `--help` of a
+ * helper (measured 2026-12-01); with Westmere (SSE4.2, no AVX) it never did, and Node
+ * starts faster under TCG.
+ */
+export const KERNEL_GUEST_CPU = 'Westmere';
 
 /** The line that ends the guest's run; group 1 is the overall status (0: every phase passed). */
 export const KERNEL_GUEST_DONE = /^QNH-KGUEST-DONE: status=(\d+) end[ \t]*$/m;
@@ -84,6 +90,12 @@ export interface KernelGuestPlan {
   fileTimeoutS?: number;
   /** QNH_KERNEL_GUEST's value in the guest (default {@link KERNEL_GUEST_TAG}). */
   tag?: string;
+  /**
+   * A host directory the guest keeps Node's compile cache in (shared read-write over 9p as
+   * tag `qnhcache`), so that a later run starts with the helpers' and node-tap's modules
+   * already compiled; without it the cache lives in guest memory and dies with the guest.
+   */
+  compileCacheDir?: string;
   /** More kernel command line parameters. */
   append?: string[];
   /** QEMU -cpu (default {@link KERNEL_GUEST_CPU}). */
@@ -110,6 +122,7 @@ export function kernelGuestQemuArgs(image: GuestImage, plan: KernelGuestPlan): s
     for (const m of p.with ?? []) if (!KERNEL_GUEST_PHASE_MODULES.includes(m)) throw new Error(`module ${m} is not one the image keeps for a phase`);
   }
   for (const p of [plan.repo, plan.node]) if (!SAFE_FILE.test(p) || !p.startsWith('/')) throw new Error(`path unusable on the kernel command line: ${p}`);
+  if (plan.compileCacheDir !== undefined && (!SAFE_FILE.test(plan.compileCacheDir) || !plan.compileCacheDir.startsWith('/'))) throw new Error(`compile cache path unusable in -virtfs: ${plan.compileCacheDir}`);
   const append = [
     'console=ttyS0', 'panic=-1', 'quiet', 'loglevel=4',
     `qnh_repo=${plan.repo.replace(/\/+$/, '')}`,
@@ -118,6 +131,7 @@ export function kernelGuestQemuArgs(image: GuestImage, plan: KernelGuestPlan): s
     ...phases.flatMap((p, i) => [`qnh_p${i + 1}=${p.files.join(',')}`, ...(p.with?.length ? [`qnh_p${i + 1}_with=${p.with.join(',')}`] : [])]),
     `qnh_jobs=${plan.jobs ?? 2}`,
     `qnh_timeout=${plan.fileTimeoutS ?? 300}`,
+    ...(plan.compileCacheDir ? ['qnh_cache=1'] : []),
     ...(plan.append ?? []),
   ].join(' ');
   // x86's COMMAND_LINE_SIZE is 2048 bytes.
@@ -138,6 +152,7 @@ export function kernelGuestQemuArgs(image: GuestImage, plan: KernelGuestPlan): s
     // This machine's root, read-only. multidevs=remap: / spans several host file systems,
     // whose inode numbers would otherwise collide in the guest.
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+    ...(plan.compileCacheDir ? ['-virtfs', `local,path=${plan.compileCacheDir},mount_tag=qnhcache,security_model=none`] : []),
   ];
 }
 
