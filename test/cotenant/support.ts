@@ -437,6 +437,10 @@ export class CoTenantHost {
     if (sh([...this.inNs, 'dpkg-query', '-W', '-f=${Status}', PACKAGE], false).stdout.includes('installed')) {
       sh([...this.inNs, 'dpkg', '--purge', PACKAGE]); // someone's install on the host, seen through the overlay: purged here only
     }
+    // The namespace's own copy of dpkg's statoverride file, without any override of our helpers:
+    // through the overlay it would otherwise follow the host's, where test/packaging/deb.test.ts
+    // adds one for a while (postinst then leaves mode and capabilities alone: seen as 0750, no caps).
+    sh([...this.inNs, 'sh', '-c', "f=/var/lib/dpkg/statoverride; [ ! -e \"$f\" ] || sed -i '\\#/usr/libexec/qemu-net-#d' \"$f\""]);
     const setcap = sh([...this.inNs, 'sh', '-c', 'command -v setcap'], false).stdout.trim();
     const hidden = `${setcap}.qnh-cotenant-hidden`;
     if (this.mode === 'setuid' && setcap) sh([...this.inNs, 'mv', setcap, hidden]);
