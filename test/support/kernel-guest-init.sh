@@ -103,7 +103,15 @@ mount -t devtmpfs devtmpfs /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
+# A checkout under /tmp (a CI clone) must stay visible under the guest's own /tmp.
+keep=
+case "$repo" in /tmp/*)
+	mkdir -p /rw/repo-keep && mount -o bind "/newroot$repo" /rw/repo-keep && keep=1 ;;
+esac
 mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
+if [ -n "$keep" ]; then
+	mkdir -p "/newroot$repo" && mount -o bind /rw/repo-keep "/newroot$repo" || info "cannot keep $repo visible under the guest's /tmp"
+fi
 mkdir -p /newroot/tmp/.qnh-node-compile-cache
 if [ "$cache" = 1 ] && ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 qnhcache /newroot/tmp/.qnh-node-compile-cache; then
 	info "cannot mount the compile cache share qnhcache: the cache stays in guest memory"
