@@ -85,6 +85,11 @@ export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
 export const IFLA_MACVLAN_MODE = 1;
 export const IFLA_MACVLAN_FLAGS = 2;
+/** <linux/if_link.h> IFLA_VLAN_*: the 802.1Q id of a "vlan" link (IFLA_INFO_DATA). */
+export const IFLA_VLAN_ID = 1;
+/** 802.1Q ids a VLAN may have (0 and 4095 are reserved). */
+export const MIN_VLAN_ID = 1;
+export const MAX_VLAN_ID = 4094;
 
 // enum macvlan_mode
 export const MACVLAN_MODE_PRIVATE = 1;

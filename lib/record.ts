@@ -36,6 +36,8 @@ export interface HelperRecord {
   allmulti?: boolean | undefined;
   /** The host's IPv6 on the macvtap: 'off' (disable_ipv6=1) or 'absent' (none in that namespace); absent from older helpers. */
   hostIpv6?: string | undefined;
+  /** The 802.1Q VLAN of `lower` the macvtap sits on, when one was asked for. */
+  vlan?: number | undefined;
   fds: FdKind[];
 }
 
@@ -116,6 +118,7 @@ export function helperRecordFields(r: HelperRecord): Array<[string, string | num
   if (r.vhostError !== undefined) fields.push(['vhost_error', r.vhostError]);
   if (r.allmulti !== undefined) fields.push(['allmulti', r.allmulti ? 1 : 0]);
   if (r.hostIpv6 !== undefined) fields.push(['host_ipv6', r.hostIpv6]);
+  if (r.vlan !== undefined) fields.push(['vlan', r.vlan]);
   fields.push(['fds', r.fds.join(',')]);
   return fields;
 }
@@ -182,6 +185,7 @@ export function parseHelperRecord(data: Buffer): DecodedHelperRecord {
     vhostError: fields.get('vhost_error'),
     allmulti: fields.has('allmulti') ? requireBool(fields, 'allmulti') : undefined,
     hostIpv6: fields.get('host_ipv6'),
+    vlan: fields.has('vlan') ? requireInt(fields, 'vlan', 1, 4094) : undefined,
     fds: fds as FdKind[],
   };
   const taps = record.fds.filter((k) => k === 'tap').length;
@@ -210,6 +214,7 @@ export function helperRecordJson(r: HelperRecord): Record<string, unknown> {
     ...(r.vhostError !== undefined ? { vhost_error: r.vhostError } : {}),
     ...(r.allmulti !== undefined ? { allmulti: r.allmulti } : {}),
     ...(r.hostIpv6 !== undefined ? { host_ipv6: r.hostIpv6 } : {}),
+    ...(r.vlan !== undefined ? { vlan: r.vlan } : {}),
     fds: r.fds,
   };
 }

@@ -34,6 +34,7 @@ import { writeErr } from '../output.ts';
 import { formatMac, generateMac } from '../mac.ts';
 import { MODE_VALUES, type ModeName } from '../modes.ts';
 import { turnOffHostIpv6, type HostIpv6 } from '../host-ipv6.ts';
+import { pruneVlans, vlanCarrier } from './vlan.ts';
 import { addMacvtap, deleteLink, getLinkByIndex, listLinks, setLinkAddress, setLinkUp, type Link } from '../netlink/link.ts';
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
 import { tapNodeExists, tapNodeIsOurs } from '../tap.ts';
@@ -142,7 +143,22 @@ function isAboutMember(err: unknown): boolean {
 }
 
 function createOn(nl: NetlinkSocket, spec: LinkSpec, candidate: Candidate): Omit<Allocation, 'candidate'> {
+  try {
+    return createOnCarrier(nl, spec, candidate);
+  } catch (err) {
+    if (candidate.vlan !== undefined) pruneVlans(nl); // a VLAN made for this run alone goes with its link
+    throw err;
+  }
+}
+
+/** The device the macvtap sits on: the lower device, or its VLAN (found again after a prune took it, bounded). */
+function carrierOf(nl: NetlinkSocket, candidate: Candidate): Link {
+  return candidate.vlan === undefined ? candidate.lower : vlanCarrier(nl, candidate.lower, candidate.vlan);
+}
+
+function createOnCarrier(nl: NetlinkSocket, spec: LinkSpec, candidate: Candidate): Omit<Allocation, 'candidate'> {
   const lower = candidate.lower;
+  let carrier = carrierOf(nl, candidate);
   const passthru = spec.mode === 'passthru';
   // A passthru macvtap takes the lower device's MAC; any other gets its own.
   const mac = passthru ? undefined : (spec.mac ?? generateMac(libc.randomBytes));
@@ -150,8 +166,13 @@ function createOn(nl: NetlinkSocket, spec: LinkSpec, candidate: Candidate): Omit
     const index = chooseIndex(nl);
     let link: Link;
     try {
-      link = addMacvtap(nl, { lowerIndex: lower.index, index, name: spec.ifname, mode: MODE_VALUES[spec.mode], mac, allmulti: candidate.allmulti, group: spec.group });
+      link = addMacvtap(nl, { lowerIndex: carrier.index, index, name: spec.ifname, mode: MODE_VALUES[spec.mode], mac, allmulti: candidate.allmulti, group: spec.group });
     } catch (err) {
+      if (candidate.vlan !== undefined && err instanceof NetlinkError && err.code === 'ENODEV' && attempt < CREATE_ATTEMPTS) {
+        debug('VLAN %s was pruned meanwhile; looking again', carrier.name);
+        carrier = carrierOf(nl, candidate);
+        continue;
+      }
       if (err instanceof NetlinkError && (err.code === 'EEXIST' || err.code === 'EBUSY') && indexTakenByOther(nl, index, spec.group)) {
         debug('ifindex %d was taken meanwhile; choosing another', index);
         continue;
@@ -162,8 +183,8 @@ function createOn(nl: NetlinkSocket, spec: LinkSpec, candidate: Candidate): Omit
       throw isAboutMember(err) && explained instanceof HelperError ? new MemberFailure(explained, passthru && (err as NetlinkError).code === 'EINVAL') : explained;
     }
     try {
-      if (link.lowerIndex !== lower.index) {
-        throw new HelperError(`the kernel put the macvtap on ifindex ${link.lowerIndex}, not on ${lower.name} (ifindex ${lower.index}) as asked`, `name the real lower device of ${lower.name}`);
+      if (link.lowerIndex !== carrier.index) {
+        throw new HelperError(`the kernel put the macvtap on ifindex ${link.lowerIndex}, not on ${carrier.name} (ifindex ${carrier.index}) as asked`, `name the real lower device of ${lower.name}`);
       }
       if (!tapNodeIsOurs(link)) {
         // Another namespace's link took the same ifindex (and its node) in the instant between our look and our create.

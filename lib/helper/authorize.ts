@@ -49,6 +49,8 @@ export interface Candidate {
   vhost: VhostMode;
   /** Whether the link gets IFF_ALLMULTI (the request and the rule agree on it). */
   allmulti: boolean;
+  /** The 802.1Q VLAN of `lower` the macvtap goes on (lib/helper/vlan.ts), or undefined for `lower` itself. */
+  vlan: number | undefined;
 }
 
 /** What was asked for, in the words messages use about a pool. */
@@ -67,6 +69,8 @@ export interface PoolSummary {
 export interface Authorization {
   /** The mode to create: the request's, or its network's. */
   mode: ModeName;
+  /** The 802.1Q VLAN asked for: the request's, or its network's. */
+  vlan: number | undefined;
   /** The allowed devices, in the order to try them. */
   candidates: readonly Candidate[];
   pool: PoolSummary;
@@ -93,6 +97,8 @@ interface Asked {
   via: policy.Via;
   /** The PF whose VFs these are, when asked for by PF. */
   pf: string | undefined;
+  /** The 802.1Q VLAN asked for (--vlan, or the network's). */
+  vlan: number | undefined;
 }
 
 /** What root is decided against when it names no policy network or pool: nothing but decide()'s own "uid 0 may do anything". */
@@ -106,7 +112,7 @@ function requirePolicy(ctx: AuthorizeContext, what: string): policy.Policy {
 /** What the request names, before any device is looked up. */
 function whatIsAsked(req: CreateRequest, ctx: AuthorizeContext): Asked {
   const t = req.target;
-  const base = { isPool: false, unusable: 0, mode: req.mode, via: { kind: 'dev' } as policy.Via, pf: undefined };
+  const base = { isPool: false, unusable: 0, mode: req.mode, via: { kind: 'dev' } as policy.Via, pf: undefined, vlan: req.vlan };
   switch (t.kind) {
     case 'dev':
       return { ...base, names: [t.name], description: `${t.name} is` };
@@ -130,7 +136,10 @@ function whatIsAsked(req: CreateRequest, ctx: AuthorizeContext): Asked {
       if (req.modeGiven && req.mode !== net.mode) {
         throw new UsageError(`--mode=${req.mode} contradicts network ${t.name}, which is ${net.mode}`, 'leave --mode out: the network sets it');
       }
-      return { ...base, names: [net.dev], description: `${net.dev} is`, mode: net.mode, via: { kind: 'network', name: t.name } };
+      if (req.vlan !== undefined && req.vlan !== net.vlan) {
+        throw new UsageError(`--vlan=${req.vlan} contradicts network ${t.name}, which is ${net.vlan === undefined ? 'untagged' : `VLAN ${net.vlan}`}`, 'leave --vlan out: the network sets it');
+      }
+      return { ...base, names: [net.dev], description: `${net.dev} is`, mode: net.mode, via: { kind: 'network', name: t.name }, vlan: net.vlan };
     }
     case 'named-pool': {
       const pool = policy.resolvePool(requirePolicy(ctx, `pool ${t.name}`), t.name);
@@ -200,6 +209,7 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
       vhost: req.vhost,
       persistent: req.output.kind === 'persistent',
       ...(req.allmulti ? { allmulti: req.allmulti } : {}),
+      ...(asked.vlan !== undefined ? { vlan: asked.vlan } : {}),
       netns: ctx.netns,
     };
     const problem = lowerDeviceProblem(lower, ctx.sysClassNet);
@@ -217,7 +227,7 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
       denials.push(line);
       continue;
     }
-    candidates.push({ lower, auditLine: line, vhost: req.vhost === 'try' && !d.vhost ? 'off' : req.vhost, allmulti: d.allmulti });
+    candidates.push({ lower, auditLine: line, vhost: req.vhost === 'try' && !d.vhost ? 'off' : req.vhost, allmulti: d.allmulti, vlan: asked.vlan });
   }
 
   if (candidates.length === 0) {
@@ -226,6 +236,7 @@ export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeC
   }
   return {
     mode: asked.mode,
+    vlan: asked.vlan,
     candidates,
     pool: { description: asked.description, isPool: asked.isPool, missing, unusable: asked.unusable, refused, denied: denials.length - refused },
     denials,

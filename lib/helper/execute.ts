@@ -24,6 +24,7 @@ import type { FdKind, HelperRecord } from '../record.ts';
 import { peerHasHungUp } from '../scm.ts';
 import { SYSTEM_VHOST, VhostUnavailableError, type VhostOpener } from '../vhost.ts';
 import { allocateLink, deleteLinkQuietly } from './allocate.ts';
+import { pruneVlans } from './vlan.ts';
 import type { Candidate } from './authorize.ts';
 import { collectStale, describeOccupants, linksHeldBy, listHelperLinks, type Collected, type HelperLink } from './ownership.ts';
 import type { Plan } from './plan.ts';
@@ -88,6 +89,7 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
         if (plan.output.kind === 'probe') {
           deleteLink(nl, link.index);
           debug('probe: deleted %s', link.name);
+          if (plan.vlan !== undefined) pruneVlans(nl);
         } else if (plan.output.kind !== 'persistent' && peerHasHungUp(plan.output.fd)) {
           throw peerGone();
         }
@@ -106,6 +108,7 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
       const explained = explainVanished(err, nl, link);
       if (privileged || plan.caller.uid === 0) {
         deleteLinkQuietly(nl, link);
+        if (plan.vlan !== undefined) pruneVlans(nl);
         throw explained;
       }
       // Without privileges the link cannot be deleted here; its owner tag makes it stale for --gc.
@@ -225,6 +228,7 @@ function buildRecord(link: Link, lower: Link, plan: Plan, queues: QueueSet, host
     // The kernel's word: the flags it reported for the new link.
     allmulti: (link.flags & IFF_ALLMULTI) !== 0,
     hostIpv6,
+    vlan: plan.vlan,
     fds,
   };
 }

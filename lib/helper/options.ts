@@ -7,7 +7,7 @@
 // lets a user write helper=qemu-net-helper-vepa,br=eth0 without a shell.
 
 import { parseDecimal, parseOptions, type OptionSpec } from '../args.ts';
-import { MAX_TAP_QUEUES } from '../constants.ts';
+import { MAX_TAP_QUEUES, MAX_VLAN_ID, MIN_VLAN_ID } from '../constants.ts';
 import { UsageError } from '../errors.ts';
 import { parseMac } from '../mac.ts';
 import type { ModeName } from '../modes.ts';
@@ -32,6 +32,7 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: 'vhost', kind: 'value' },
   { name: 'try-vhost', kind: 'flag' },
   { name: 'allmulti', kind: 'value' },
+  { name: 'vlan', kind: 'value' },
   { name: 'fd', kind: 'value' },
   { name: 'socketpair', kind: 'value' },
   { name: 'probe', kind: 'flag' },
@@ -86,6 +87,8 @@ export interface CreateRequest {
   vhost: VhostMode;
   /** --allmulti=on|off; absent: on, unless the policy rule says allmulti off. */
   allmulti: 'on' | 'off' | undefined;
+  /** --vlan=ID: the macvtap goes on the 802.1Q VLAN ID of the lower device. */
+  vlan: number | undefined;
   output: Output;
   vnetHdr: boolean;
 }
@@ -258,6 +261,7 @@ export function parseHelperArgs(program: HelperProgram, argv: readonly string[])
     queues,
     vhost,
     allmulti: allmultiText,
+    vlan: o.has('vlan') ? parseDecimal('vlan', o.get('vlan') as string, MIN_VLAN_ID, MAX_VLAN_ID) : undefined,
     output,
     // QEMU asks for the vnet header with --use-vnet; our own protocol always uses it.
     vnetHdr: output.kind === 'fd' ? o.has('use-vnet') : true,

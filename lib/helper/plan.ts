@@ -39,6 +39,8 @@ export interface Plan {
   readonly mac: Buffer | undefined;
   readonly queues: number;
   readonly vnetHdr: boolean;
+  /** The 802.1Q VLAN of the lower device the macvtap goes on (lib/helper/vlan.ts). */
+  readonly vlan: number | undefined;
   /** The allowed devices, in order; each with its decision's audit line and vhost grant. */
   readonly candidates: readonly Candidate[];
   readonly pool: PoolSummary;
@@ -85,7 +87,7 @@ export function planCreate(program: HelperProgram, req: CreateRequest, seams: Pl
   const limit = caller.uid === 0 ? undefined : policy.linkLimit(pol!, caller, nssAccounts);
   if (req.output.kind === 'fd' && req.mac === undefined && auth.mode !== 'passthru') refuseWithoutMac(program, auth.mode);
   return Object.freeze({
-    program, caller, owner, output: req.output, persistent: req.output.kind === 'persistent', mode: auth.mode, ifname: req.ifname, mac: req.mac, queues: req.queues, vnetHdr: req.vnetHdr,
+    program, caller, owner, output: req.output, persistent: req.output.kind === 'persistent', mode: auth.mode, ifname: req.ifname, mac: req.mac, queues: req.queues, vnetHdr: req.vnetHdr, vlan: auth.vlan,
     candidates: Object.freeze([...auth.candidates]), pool: auth.pool, limit,
   });
 }

@@ -109,7 +109,7 @@ export function usage(): string {
     '',
     'Among QEMU\'s arguments it replaces',
     '  -netdev macvtap,id=ID,(dev=IFNAME|network=NAME|pool=NAME|pf=IFNAME)[,mode=vepa|private|bridge|passthrough]',
-    '          [,queues=N][,vhost=on|off|try][,mac=MAC][,ifname=NAME]',
+    '          [,queues=N][,vhost=on|off|try][,mac=MAC][,ifname=NAME][,vlan=ID][,allmulti=on|off]',
     '  -net vepa,...  -net bridge-macvtap,...  -net passthrough,...   (same keys, id= optional;',
     '          adds a virtio-net-pci NIC)',
     'with -netdev tap,id=ID,fd(s)=...,vhost=... carrying the helper\'s file descriptors, and gives',

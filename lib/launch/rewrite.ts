@@ -4,7 +4,7 @@
 //
 // Our forms among QEMU's arguments:
 //   -netdev macvtap,id=ID,(dev=IFNAME|network=NAME|pool=NAME|pf=IFNAME)[,mode=MODE]
-//           [,queues=N][,vhost=on|off|try][,mac=MAC][,ifname=NAME]
+//           [,queues=N][,vhost=on|off|try][,mac=MAC][,ifname=NAME][,vlan=ID][,allmulti=on|off]
 //   -net vepa,...  -net bridge-macvtap,...  -net passthrough,...   (the same keys, id optional;
 //           also adds a virtio NIC, as -net nic would)
 // Each becomes `-netdev tap,id=ID,fd(s)=...,vhost=on|off[,vhostfd(s)=...]`; every other
@@ -17,7 +17,7 @@
 // argument or takes none (QEMU_OPTIONS_WITHOUT_ARGUMENT), so a word such as "-net" inside
 // -append's argument is never taken for an option.
 
-import { MAX_TAP_QUEUES } from '../constants.ts';
+import { MAX_TAP_QUEUES, MAX_VLAN_ID, MIN_VLAN_ID } from '../constants.ts';
 import { UsageError } from '../errors.ts';
 import { BRIDGE_HELPER, PASSTHROUGH_HELPER, VEPA_HELPER } from '../helper/programs.ts';
 import { callerIfnameProblem, CALLER_IFNAME_PREFIX, ifnameProblem } from '../names.ts';
@@ -173,7 +173,7 @@ const HELPER_OF_MODE: Record<LaunchMode, string> = {
 /** The kernel's (and the helpers') name of each mode. */
 const KERNEL_MODE: Record<LaunchMode, string> = { vepa: 'vepa', private: 'private', bridge: 'bridge', passthrough: 'passthru' };
 
-export const MACVTAP_KEYS = ['id', 'dev', 'network', 'pool', 'pf', 'mode', 'queues', 'vhost', 'mac', 'ifname'] as const;
+export const MACVTAP_KEYS = ['id', 'dev', 'network', 'pool', 'pf', 'mode', 'queues', 'vhost', 'mac', 'ifname', 'vlan', 'allmulti'] as const;
 type MacvtapKey = (typeof MACVTAP_KEYS)[number];
 const TARGET_KEYS = ['dev', 'network', 'pool', 'pf'] as const;
 
@@ -345,6 +345,17 @@ function macvtapRequest(option: QemuOption, kv: Keyval, form: 'netdev' | 'net', 
   if (vhost !== undefined) {
     if (vhost !== 'on' && vhost !== 'off' && vhost !== 'try') throw new UsageError(`${where}: vhost=${vhost} is not on, off or try`, 'use vhost=on, vhost=off or vhost=try');
     args.push(`--vhost=${vhost}`);
+  }
+
+  const vlan = keys.get('vlan');
+  if (vlan !== undefined) {
+    if (!/^[1-9][0-9]{0,3}$/.test(vlan) || Number(vlan) > MAX_VLAN_ID) throw new UsageError(`${where}: vlan=${vlan} is not a VLAN id from ${MIN_VLAN_ID} to ${MAX_VLAN_ID}`, 'write the 802.1Q id in plain decimal, e.g. vlan=100');
+    args.push(`--vlan=${vlan}`);
+  }
+  const allmulti = keys.get('allmulti');
+  if (allmulti !== undefined) {
+    if (allmulti !== 'on' && allmulti !== 'off') throw new UsageError(`${where}: allmulti=${allmulti} is not on or off`, 'use allmulti=on or allmulti=off');
+    args.push(`--allmulti=${allmulti}`);
   }
 
   const id = keys.get('id');

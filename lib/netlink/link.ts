@@ -5,7 +5,7 @@ import {
   AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_DUMP,
   IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE,
   IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP, IFF_ALLMULTI, IFINFOMSG_LEN, NLA_TYPE_MASK,
-  IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6,
+  IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6, IFLA_VLAN_ID,
 } from '../constants.ts';
 import {
   attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute, NetlinkDecodeError,
@@ -26,6 +26,8 @@ export interface Link {
   kind: string | undefined;
   /** IFLA_MACVLAN_MODE for macvlan/macvtap links. */
   macvlanMode: number | undefined;
+  /** IFLA_VLAN_ID for vlan links. */
+  vlanId: number | undefined;
   alias: string | undefined;
   /** The device group (IFLA_GROUP), 0 by default. */
   group: number;
@@ -48,6 +50,7 @@ export function parseLink(msg: NetlinkMessage): Link {
   const group = findAttribute(attributes, IFLA_GROUP);
   let kind: string | undefined;
   let macvlanMode: number | undefined;
+  let vlanId: number | undefined;
   const linkinfo = findAttribute(attributes, IFLA_LINKINFO);
   if (linkinfo) {
     const info = decodeAttributes(linkinfo.value);
@@ -57,6 +60,10 @@ export function parseLink(msg: NetlinkMessage): Link {
     if (data && (kind === 'macvtap' || kind === 'macvlan')) {
       const mode = findAttribute(decodeAttributes(data.value), IFLA_MACVLAN_MODE);
       macvlanMode = mode ? attrU32(mode) : undefined;
+    }
+    if (data && kind === 'vlan') {
+      const id = findAttribute(decodeAttributes(data.value), IFLA_VLAN_ID);
+      if (id && id.value.length >= 2) vlanId = id.value.readUInt16LE(0);
     }
   }
   const altNames: string[] = [];
@@ -69,6 +76,7 @@ export function parseLink(msg: NetlinkMessage): Link {
     lowerIndex: lower ? attrU32(lower) : undefined,
     kind,
     macvlanMode,
+    vlanId,
     alias: alias ? aliasText(alias) : undefined,
     group: group ? attrU32(group) : 0,
     altNames,
@@ -235,6 +243,36 @@ export function addMacvtap(nl: NetlinkSocket, spec: MacvtapSpec): Link {
     throw new Error(`the macvtap just created with ifindex ${spec.index} is gone, or another link has that index now`);
   }
   return link;
+}
+
+export interface VlanSpec {
+  lowerIndex: number;
+  id: number;
+  /** A name or a template with one %d. */
+  name: string;
+  group: number;
+}
+
+/**
+ * Creates an 802.1Q VLAN link, up, and returns it, found again by lower device and id (the
+ * kernel allows one link per id on a device; without the echo 6.1 does not send, that is
+ * how it is found). EEXIST means that VLAN (or that name) exists already.
+ */
+export function addVlan(nl: NetlinkSocket, spec: VlanSpec): Link {
+  nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([ifinfo(0, IFF_UP, IFF_UP),
+    attr.u32(IFLA_LINK, spec.lowerIndex),
+    attr.string(IFLA_IFNAME, spec.name),
+    attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, 'vlan'), attr.nested(IFLA_INFO_DATA, [attr.u16(IFLA_VLAN_ID, spec.id)])]),
+    attr.u32(IFLA_GROUP, spec.group),
+  ]), `RTM_NEWLINK vlan ${spec.id} on ifindex ${spec.lowerIndex}`);
+  const link = findVlan(nl, spec.lowerIndex, spec.id);
+  if (!link) throw new Error(`the VLAN ${spec.id} just created on ifindex ${spec.lowerIndex} is gone`);
+  return link;
+}
+
+/** The VLAN link of id `id` on ifindex `lowerIndex`, if there is one. */
+export function findVlan(nl: NetlinkSocket, lowerIndex: number, id: number): Link | undefined {
+  return listLinks(nl, 'vlan').find((l) => l.lowerIndex === lowerIndex && l.vlanId === id);
 }
 
 /** Brings a link up (IFF_UP, nothing else changed). */

@@ -15,7 +15,7 @@
 import type { ModeName } from '../modes.ts';
 import type { Accounts } from './accounts.ts';
 import type { NetnsIdentity } from './netns.ts';
-import { ALL_MODES, DEFAULT_LINK_LIMIT, MAX_QUEUES } from './syntax.ts';
+import { ALL_MODES, DEFAULT_LINK_LIMIT, MAX_QUEUES, MAX_VLAN_ID, MIN_VLAN_ID } from './syntax.ts';
 import { formatWhere, type AccountRef, type LimitDef, type NetnsSpec, type NetworkDef, type Policy, type PoolDef, type Rule, type Subject, type Where } from './types.ts';
 import { auditField } from '../audit.ts';
 import { HelperError } from '../errors.ts';
@@ -55,6 +55,8 @@ export interface PolicyRequest {
   persistent?: boolean;
   /** IFF_ALLMULTI on the macvtap: 'on' or 'off' as asked, absent for the default (on unless the rule says allmulti off). */
   allmulti?: 'on' | 'off';
+  /** The 802.1Q VLAN the macvtap would sit on (the network's, via a network), absent for untagged use. */
+  vlan?: number;
   netns: NetnsIdentity;
 }
 
@@ -102,7 +104,9 @@ function targetCovers(policy: Policy, rule: Rule, req: PolicyRequest): boolean {
       const names = namesOf(req.dev, rule.action);
       return t.names.some((n) => {
         const net = policy.networks.get(n);
-        return net !== undefined && net.mode === req.mode && names.includes(net.dev);
+        if (net === undefined || net.mode !== req.mode || !names.includes(net.dev)) return false;
+        // A VLAN network is that VLAN only; an untagged one allows untagged use, and denies the device whatever the VLAN.
+        return net.vlan === undefined ? rule.action === 'deny' || req.vlan === undefined : net.vlan === req.vlan;
       });
     }
     case 'pool':
@@ -143,6 +147,18 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
+/** 1,2,3,7 as "1-3,7". */
+function describeIds(ids: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    let j = i;
+    while (j + 1 < ids.length && ids[j + 1] === ids[j]! + 1) j++;
+    parts.push(i === j ? String(ids[i]) : `${ids[i]}-${ids[j]}`);
+    i = j;
+  }
+  return parts.join(',');
+}
+
 function describeNetnsSpec(rule: Rule): string {
   const spec = rule.netns ?? { host: true, names: [] };
   const parts = [...(spec.host ? ["the host's network namespace"] : []), ...spec.names.map((n) => `network namespace ${n}`)];
@@ -160,6 +176,10 @@ function qualifierMismatch(rule: Rule, req: PolicyRequest): string | undefined {
   if (req.vhost === 'on' && !rule.vhost) return `${at} does not allow vhost-net`;
   if (req.persistent && !rule.persistent) return `${at} does not allow persistent links`;
   if (req.allmulti === 'on' && !rule.allmulti) return `${at} turns allmulticast off`;
+  // A rule about a network grants that network's VLAN; any other grants the ids it lists.
+  if (req.vlan !== undefined && rule.target.kind !== 'network' && !rule.vlans.includes(req.vlan)) {
+    return rule.vlans.length ? `${at} allows only VLAN ${describeIds(rule.vlans)}` : `${at} allows no VLAN`;
+  }
   if (!netnsCovers(rule, req.netns)) return `${at} allows it only in ${describeNetnsSpec(rule)}`;
   return undefined;
 }
@@ -177,7 +197,7 @@ export function describeNetns(ns: NetnsIdentity): string {
 
 /** "eth0 in mode vepa with 4 queues and vhost-net in network namespace lab1". */
 export function describeRequest(req: PolicyRequest): string {
-  let what = `${req.dev.name} in mode ${req.mode}`;
+  let what = `${req.dev.name}${req.vlan !== undefined ? ` VLAN ${req.vlan}` : ''} in mode ${req.mode}`;
   if (req.via.kind === 'network') what = `network ${req.via.name} (${what})`;
   else if (req.via.kind === 'pool') what = `${req.dev.name} from pool ${req.via.name} in mode ${req.mode}`;
   const extras = [...(req.queues > 1 ? [`${req.queues} queues`] : []), ...(req.vhost === 'on' ? ['vhost-net'] : []), ...(req.persistent ? ['a persistent link'] : [])];
@@ -198,6 +218,7 @@ function requestProblem(req: PolicyRequest): string | undefined {
   if (!ALL_MODES.includes(req.mode)) return `unknown mode ${JSON.stringify(req.mode)}`;
   if (!['on', 'try', 'off'].includes(req.vhost)) return `unknown vhost request ${JSON.stringify(req.vhost)}`;
   if (req.allmulti !== undefined && req.allmulti !== 'on' && req.allmulti !== 'off') return `unknown allmulti request ${JSON.stringify(req.allmulti)}`;
+  if (req.vlan !== undefined && (!Number.isInteger(req.vlan) || req.vlan < MIN_VLAN_ID || req.vlan > MAX_VLAN_ID)) return `VLAN ${req.vlan} is not from ${MIN_VLAN_ID} to ${MAX_VLAN_ID}`;
   for (const id of [req.caller.uid, req.caller.gid, ...req.caller.groups]) {
     if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) return `invalid id ${id}`;
   }
@@ -241,6 +262,9 @@ function viaProblem(policy: Policy, req: PolicyRequest): { reason: string; fix: 
       };
     }
     if (net.mode !== req.mode) return { reason: `network ${net.name} (${formatWhere(net.where)}) is mode ${net.mode}, not ${req.mode}`, fix: `use the helper that makes ${net.mode} macvtaps` };
+    if (net.vlan !== req.vlan) {
+      return { reason: `network ${net.name} (${formatWhere(net.where)}) is ${net.vlan === undefined ? 'untagged' : `VLAN ${net.vlan}`}, but the request is ${req.vlan === undefined ? 'untagged' : `for VLAN ${req.vlan}`}`, fix: 'leave --vlan out with --network: the network fixes it' };
+    }
   } else if (req.via.kind === 'pool') {
     const pool = policy.pools.get(req.via.name);
     if (!pool) return { reason: `no pool named ${req.via.name} is defined in the policy`, fix: poolFix(policy) };
@@ -362,6 +386,7 @@ export function auditLine(req: PolicyRequest, decision: Decision): string {
     auditField('queues', String(req.queues)),
     auditField('vhost', req.vhost),
     ...(req.persistent ? [auditField('persistent', '1')] : []),
+    ...(req.vlan !== undefined ? [auditField('vlan', String(req.vlan))] : []),
     auditField('netns', req.netns.isInitial ? 'host' : req.netns.names.length ? req.netns.names.join(',') : 'other'),
     auditField('result', decision.allow ? 'allow' : 'deny'),
   ];

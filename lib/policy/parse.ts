@@ -6,7 +6,7 @@
 //   network NAME dev IFNAME mode MODE
 //   pool NAME dev IFNAME[,IFNAME...]
 //   pool NAME pf IFNAME
-//   allow [SUBJECT] TARGET [mode MODES] [queues N] [vhost] [persistent] [allmulti on|off] [netns NS[,NS...]]
+//   allow [SUBJECT] TARGET [mode MODES] [queues N] [vhost] [persistent] [allmulti on|off] [vlan IDS] [netns NS[,NS...]]
 //   deny  [SUBJECT] TARGET [mode MODES] [netns NS[,NS...]]
 //
 //   SUBJECT = user U[,U...] | group G[,G...] | everyone | all
@@ -19,7 +19,7 @@
 import type { ModeName } from '../modes.ts';
 import {
   includePathProblem, isMode, netnsNameProblem, parseAccountWord, parsePolicyNumber, policyIfnameProblem, policyNameProblem,
-  MAX_LINK_LIMIT, MAX_QUEUES, QUALIFIER_WORDS, RESERVED_WORDS, SUBJECT_WORDS, TARGET_WORDS,
+  MAX_LINK_LIMIT, MAX_QUEUES, MAX_VLAN_ID, MIN_VLAN_ID, QUALIFIER_WORDS, RESERVED_WORDS, SUBJECT_WORDS, TARGET_WORDS,
 } from './syntax.ts';
 import type { AccountRef, LimitDef, NetnsSpec, NetworkDef, Policy, PolicyProblem, PoolDef, Rule, Subject, Target, Where } from './types.ts';
 import { formatWhere } from './types.ts';
@@ -138,12 +138,13 @@ function parseInclude(w: Words): Statement {
 }
 
 function parseNetwork(w: Words): Statement {
-  const usage = 'write network NAME dev IFNAME mode MODE';
+  const usage = 'write network NAME dev IFNAME mode MODE [vlan ID]';
   const name = w.need('a name', usage);
   const nameProblem = policyNameProblem(name);
   if (nameProblem) fail(`network name ${q(name)} ${nameProblem}`, usage);
   let dev: string | undefined;
   let mode: ModeName | undefined;
+  let vlan: number | undefined;
   for (let word = w.next(); word !== undefined; word = w.next()) {
     if (word === 'dev') {
       if (dev !== undefined) fail(`network ${name} gives dev twice`, 'a network is one device in one mode');
@@ -155,13 +156,17 @@ function parseNetwork(w: Words): Statement {
       const v = w.need('a mode', usage);
       if (v.includes(',')) fail(`network ${name} names more than one mode (${q(v)})`, 'a network has exactly one mode: define one network per mode');
       mode = modes(v)[0];
+    } else if (word === 'vlan') {
+      if (vlan !== undefined) fail(`network ${name} gives vlan twice`, 'a network is one VLAN; define one network per VLAN');
+      const v = w.need('a VLAN id', usage);
+      vlan = parsePolicyNumber(v, MIN_VLAN_ID, MAX_VLAN_ID) ?? fail(`vlan ${q(v)} is not a whole number from ${MIN_VLAN_ID} to ${MAX_VLAN_ID}`, 'write the 802.1Q id in plain decimal, e.g. vlan 100');
     } else {
       fail(`unexpected ${q(word)} in the definition of network ${name}`, usage);
     }
   }
   if (dev === undefined) fail(`network ${name} has no device`, usage);
   if (mode === undefined) fail(`network ${name} has no mode`, usage);
-  return { kind: 'network', def: { name, dev, mode, where: w.where } };
+  return { kind: 'network', def: { name, dev, mode, vlan, where: w.where } };
 }
 
 function parsePool(w: Words): Statement {
@@ -233,13 +238,14 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
   let vhost = false;
   let persistent = false;
   let allmulti = true;
+  let vlans: number[] = [];
   let netns: NetnsSpec | undefined;
   const seen = new Set<string>();
   for (let word = w.next(); word !== undefined; word = w.next()) {
     if (!has(QUALIFIER_WORDS, word)) {
       if (has(SUBJECT_WORDS, word)) fail(`${q(word)} comes too late: the subject goes right after ${action}`, `write ${action} ${word} NAME TARGET ...`);
       if (has(TARGET_WORDS, word)) fail(`a rule has one target, but ${q(word)} starts a second one`, 'write one rule per kind of target; list several names with commas, as in dev eth0,eth1');
-      fail(`unexpected ${q(word)} in a rule`, 'a rule continues with mode, queues, vhost, persistent, allmulti or netns (a comment starts with "#")');
+      fail(`unexpected ${q(word)} in a rule`, 'a rule continues with mode, queues, vhost, persistent, allmulti, vlan or netns (a comment starts with "#")');
     }
     if (seen.has(word)) fail(`${word} is given twice in one rule`, 'give it once');
     seen.add(word);
@@ -261,6 +267,10 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
       const v = w.need('on or off', 'write allmulti off (links this rule allows get no IFF_ALLMULTI) or allmulti on (the default)');
       if (v !== 'on' && v !== 'off') fail(`allmulti ${q(v)} is neither on nor off`, 'write allmulti off or allmulti on');
       allmulti = v === 'on';
+    } else if (word === 'vlan') {
+      if (action === 'deny') fail('vlan has no meaning in a deny rule', 'a deny rule covers the device with and without VLANs');
+      if (target.kind === 'network') fail('a network fixes its VLAN, so a rule about a network cannot give one', 'drop "vlan", or define the network with vlan ID');
+      vlans = vlanIds(w.need('VLAN ids', 'write vlan ID[,ID...] (ranges as 100-199), ids from 1 to 4094'));
     } else {
       const names: string[] = [];
       let host = false;
@@ -287,10 +297,25 @@ function parseRule(w: Words, action: 'allow' | 'deny'): Statement {
       vhost,
       persistent,
       allmulti,
+      vlans,
       netns,
       where: w.where,
     },
   };
+}
+
+/** "100,200-210" as the sorted, distinct ids it names. */
+function vlanIds(text: string): number[] {
+  const ids = new Set<number>();
+  for (const part of splitList(text, 'VLAN ids')) {
+    const range = /^([0-9]+)-([0-9]+)$/.exec(part);
+    const [lo, hi] = range ? [range[1]!, range[2]!] : [part, part];
+    const a = parsePolicyNumber(lo, MIN_VLAN_ID, MAX_VLAN_ID);
+    const b = parsePolicyNumber(hi, MIN_VLAN_ID, MAX_VLAN_ID);
+    if (a === undefined || b === undefined || a > b) fail(`vlan ${q(part)} is not an id or a range of ids from ${MIN_VLAN_ID} to ${MAX_VLAN_ID}`, 'write vlan 100 or vlan 100,200-210');
+    for (let id = a; id <= b; id++) ids.add(id);
+  }
+  return [...ids].sort((x, y) => x - y);
 }
 
 function parseLimit(w: Words): Statement {

@@ -9,7 +9,7 @@ import { CALLER_IFNAME_PREFIX, ifnameProblem, isCallerIfnameSpace } from '../nam
 export const STATEMENT_WORDS = ['allow', 'deny', 'include', 'network', 'pool', 'limit'] as const;
 export const SUBJECT_WORDS = ['user', 'group', 'everyone'] as const;
 export const TARGET_WORDS = ['all', 'dev', 'network', 'pool'] as const;
-export const QUALIFIER_WORDS = ['mode', 'queues', 'vhost', 'netns', 'persistent', 'allmulti'] as const;
+export const QUALIFIER_WORDS = ['mode', 'queues', 'vhost', 'netns', 'persistent', 'allmulti', 'vlan'] as const;
 
 /** Words that cannot be a bare device name after allow/deny (write `dev NAME` for such a device). */
 export const RESERVED_WORDS: ReadonlySet<string> = new Set<string>([
@@ -18,6 +18,7 @@ export const RESERVED_WORDS: ReadonlySet<string> = new Set<string>([
 
 /** The most queues a rule may allow: the kernel's limit per macvtap. */
 export const MAX_QUEUES = MAX_TAP_QUEUES;
+export { MAX_VLAN_ID, MIN_VLAN_ID } from '../constants.ts';
 /** The most links a limit statement may grant one user (far more than any host can serve). */
 export const MAX_LINK_LIMIT = 100_000;
 /** What one user may hold at once when no limit statement covers them. */

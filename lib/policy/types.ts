@@ -43,6 +43,8 @@ export interface Rule {
   persistent: boolean;
   /** allow: whether the links it grants get IFF_ALLMULTI (default true; `allmulti off` turns it off). deny: unused (true). */
   allmulti: boolean;
+  /** allow: the 802.1Q ids the rule allows tagged use of (`vlan IDS`; none by default: an untagged rule grants no VLAN). deny: unused (empty). */
+  vlans: readonly number[];
   /** As written; undefined when the rule does not say (allow: host only; deny: every namespace). */
   netns: NetnsSpec | undefined;
   where: Where;
@@ -53,6 +55,8 @@ export interface NetworkDef {
   name: string;
   dev: string;
   mode: ModeName;
+  /** `vlan ID`: the network is the 802.1Q VLAN of that id on the device. */
+  vlan: number | undefined;
   where: Where;
 }
 

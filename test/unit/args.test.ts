@@ -143,6 +143,8 @@ t.test('queues, vhost and the passthrough targets', async (t) => {
   t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--probe']), { allmulti: undefined }, 'allmulti: the default is left to the policy');
   t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--allmulti=off', '--probe']), { allmulti: 'off' });
   t.match(parseHelperArgs(PASSTHROUGH_HELPER, ['--dev=eth1', '--allmulti=on', '--probe']), { allmulti: 'on' });
+  t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--vlan=100', '--probe']), { vlan: 100 });
+  t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--probe']), { vlan: undefined });
   t.match(parseHelperArgs(VEPA_HELPER, ['--dev=eth0', '--fd=3', '--vhost=try']), { vhost: 'off' }, 'with --fd QEMU opens vhost itself');
   t.match(parseHelperArgs(BRIDGE_HELPER, ['--dev=eth0', '--probe']), { mode: 'bridge', target: { kind: 'dev', name: 'eth0' } });
   t.match(parseHelperArgs(PASSTHROUGH_HELPER, ['--pool=eth1,eth2', '--probe']), { mode: 'passthru', target: { kind: 'pool', members: ['eth1', 'eth2'] } });
@@ -155,6 +157,8 @@ t.test('queues, vhost and the passthrough targets', async (t) => {
     [VEPA_HELPER, ['--dev=eth0', '--probe', '--vhost=yes'], /--vhost="yes" is not on, off or try/],
     [VEPA_HELPER, ['--dev=eth0', '--probe', '--vhost=on', '--try-vhost'], /cannot be combined/],
     [VEPA_HELPER, ['--dev=eth0', '--probe', '--allmulti=yes'], /--allmulti="yes" is not on or off/],
+    [VEPA_HELPER, ['--dev=eth0', '--probe', '--vlan=0'], /--vlan="0" is not a whole number from 1 to 4094/],
+    [VEPA_HELPER, ['--dev=eth0', '--probe', '--vlan=4095'], /from 1 to 4094/],
     [VEPA_HELPER, ['--pool=eth1', '--probe'], /unknown option "--pool"/],
     [BRIDGE_HELPER, ['--pf=eth1', '--probe'], /unknown option "--pf"/],
     [PASSTHROUGH_HELPER, ['--dev=eth0', '--pool=eth1', '--probe'], /--dev and --pool cannot be combined/],

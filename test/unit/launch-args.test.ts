@@ -108,6 +108,9 @@ t.test('-netdev macvtap: queues, vhost, mac and ifname become helper options in 
   t.equal(plan.requests[0]!.mac, '52:54:00:ab:cd:ef', 'MACs are lower case, as the record has them');
   for (const v of ['on', 'off', 'try']) t.same(planLaunch(['-netdev', `macvtap,id=n0,dev=eth0,mode=vepa,vhost=${v}`]).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', `--vhost=${v}`]);
   t.same(planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,queues=256']).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--queues=256']);
+  t.same(planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,vlan=100,allmulti=off']).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--vlan=100', '--allmulti=off'], 'vlan and allmulti');
+  t.throws(() => planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,vlan=0']), /vlan=0 is not a VLAN id from 1 to 4094/);
+  t.throws(() => planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,allmulti=maybe']), /allmulti=maybe is not on or off/);
   t.same(planLaunch(['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,ifname=macvtapguest1']).requests[0]!.helperArgs, ['--dev=eth0', '--mode=vepa', '--ifname=macvtapguest1']);
 });
 
@@ -275,7 +278,7 @@ t.test('renderQemuArgs checks what it is given', async (t) => {
 
 t.test('errors: one line, cause and fix, before anything runs', async (t) => {
   const cases: Array<[string[], RegExp]> = [
-    [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,sndbuf=1'], /^qemu-net-launch: -netdev macvtap,id=n0,dev=eth0,mode=vepa,sndbuf=1: unknown key "sndbuf"; the keys are id, dev, network, pool, pf, mode, queues, vhost, mac, ifname$/],
+    [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,sndbuf=1'], /^qemu-net-launch: -netdev macvtap,id=n0,dev=eth0,mode=vepa,sndbuf=1: unknown key "sndbuf"; the keys are id, dev, network, pool, pf, mode, queues, vhost, mac, ifname, vlan, allmulti$/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,helper=/bin/sh'], /unknown key "helper"/],
     [['-net', 'vepa,dev=eth0,model=e1000'], /unknown key "model"/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,vhost'], /: vhost needs a value; write vhost=VALUE$/],

@@ -309,3 +309,21 @@ t.test('allmulti: on by default, off where the rule says so, and an explicit on 
   t.match(auditLine(req({}), d(p, {})), / allmulti=1/);
   t.match(auditLine(req(bob), d(p, bob)), / allmulti=0/);
 });
+
+t.test('VLANs: an untagged rule grants no VLAN, a vlan rule grants its ids, a network its own', async (t) => {
+  const p = policy('allow user alice dev eth0\nallow user bob dev eth0 vlan 100-101\nnetwork lan7 dev eth0 mode vepa vlan 7\nallow user alice network lan7\n');
+  const bob = { caller: { uid: BOB, gid: BOB, groups: [] } };
+  t.equal(d(p, {}).allow, true, 'untagged: allowed');
+  const tagged = d(p, { vlan: 100 });
+  t.equal(tagged.allow, false, 'alice\'s untagged rule does not grant VLAN 100');
+  t.match(tagged.allow ? '' : tagged.reason, /eth0 VLAN 100 in mode vepa.*allows no VLAN/);
+  t.equal(d(p, { ...bob, vlan: 101 }).allow, true, 'bob: VLAN 101 of his range');
+  const outside = d(p, { ...bob, vlan: 102 });
+  t.match(outside.allow ? '' : outside.reason, /allows only VLAN 100-101/);
+  t.equal(d(p, { via: { kind: 'network', name: 'lan7' }, vlan: 7 }).allow, true, 'the network grants its VLAN');
+  const wrong = d(p, { via: { kind: 'network', name: 'lan7' } });
+  t.match(wrong.allow ? '' : wrong.reason, /network lan7 .* is VLAN 7, but the request is untagged/);
+  t.equal(d(p, { caller: { uid: 0, gid: 0, groups: [] }, vlan: 4094 }).allow, true, 'root: any VLAN');
+  t.match(auditLine(req({ ...bob, vlan: 101 }), d(p, { ...bob, vlan: 101 })), / vlan=101 /);
+  t.equal(d(p, { vlan: 0 }).allow, false, 'an id out of range is an invalid request');
+});

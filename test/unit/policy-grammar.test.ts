@@ -204,6 +204,24 @@ t.test('assembling: duplicate definitions and undefined references refuse the po
   t.equal(ok.policy.rules.length, 1);
 });
 
+t.test('VLANs: the vlan qualifier of allow rules, and networks that are a VLAN', async (t) => {
+  t.same(rule(t, 'allow user alice dev eth0').vlans, [], 'none unless written: an untagged rule grants no VLAN');
+  t.same(rule(t, 'allow user alice dev eth0 vlan 100').vlans, [100]);
+  t.same(rule(t, 'allow user alice dev eth0 vlan 7,100-102,5').vlans, [5, 7, 100, 101, 102], 'lists and ranges, sorted');
+  t.same(rule(t, 'allow user alice dev eth0 vlan 1-4094').vlans.length, 4094);
+  problem(t, 'allow dev eth0 vlan 0', /vlan "0" is not an id or a range of ids from 1 to 4094/);
+  problem(t, 'allow dev eth0 vlan 4095', /from 1 to 4094/);
+  problem(t, 'allow dev eth0 vlan 200-100', /vlan "200-100" is not an id or a range/);
+  problem(t, 'allow dev eth0 vlan 100,100', /listed twice/);
+  problem(t, 'deny dev eth0 vlan 100', /vlan has no meaning in a deny rule/);
+  problem(t, 'allow network lan vlan 100', /a network fixes its VLAN/);
+  const net = one(t, 'network lan100 dev eth0 mode vepa vlan 100');
+  t.match(net, { kind: 'network', def: { name: 'lan100', dev: 'eth0', mode: 'vepa', vlan: 100 } });
+  t.match(one(t, 'network lan dev eth0 mode vepa'), { def: { vlan: undefined } });
+  problem(t, 'network lan dev eth0 mode vepa vlan 5000', /vlan "5000" is not a whole number from 1 to 4094/);
+  problem(t, 'network lan dev eth0 mode vepa vlan 5 vlan 6', /gives vlan twice/);
+});
+
 t.test('the allmulti qualifier', async (t) => {
   t.equal(rule(t, 'allow user alice dev eth0').allmulti, true, 'on unless written');
   t.equal(rule(t, 'allow user alice dev eth0 allmulti off').allmulti, false);

@@ -1,0 +1,79 @@
+// The 802.1Q VLAN a macvtap goes on with --vlan=ID (or a policy network's
+// `vlan ID`): the VLAN sub-interface of the lower device for that id.
+//
+// One that exists is used, whoever made it (an administrator's eth0.100 is
+// the same network). A missing one is made by the helper: named qnhvlan%d
+// (outside the callers' macvtap... names and any policy name), marked with
+// VLAN_GROUP, brought up. A VLAN link the helper made belongs to no one: it
+// is deleted as soon as no macvlan or macvtap sits on it (pruneVlans), by
+// whichever helper run deletes a link (rollback, --probe, --release, --gc),
+// whatever its user: an unused VLAN of ours is nobody's loss. One made by
+// anyone else is never deleted.
+//
+// There is no lock between a run that is about to put its macvtap on a VLAN
+// and a run that prunes it: the first then sees ENODEV and looks again
+// (allocate.ts); each prune looks at the VLAN's users just before deleting it.
+
+import { audit, auditField } from '../audit.ts';
+import { HelperError } from '../errors.ts';
+import { logger } from '../log.ts';
+import { writeErr } from '../output.ts';
+import { addVlan, deleteLink, findVlan, listLinks, type Link } from '../netlink/link.ts';
+import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
+
+const debug = logger('vlan');
+
+/** The device group of VLAN links the helpers made. Not GROUP_MARK's prefix (lib/owner.ts): never taken for a helper macvtap. */
+export const VLAN_GROUP = 0x52564c4e;
+export const VLAN_NAME_TEMPLATE = 'qnhvlan%d';
+const AUDIT_TAG = 'qemu-net-helper';
+
+/** The VLAN link of `id` on `lower`, made when missing. */
+export function vlanCarrier(nl: NetlinkSocket, lower: Link, id: number): Link {
+  const found = findVlan(nl, lower.index, id);
+  if (found) {
+    debug('VLAN %d of %s is %s', id, lower.name, found.name);
+    return found;
+  }
+  try {
+    const made = addVlan(nl, { lowerIndex: lower.index, id, name: VLAN_NAME_TEMPLATE, group: VLAN_GROUP });
+    debug('made %s: VLAN %d of %s', made.name, id, lower.name);
+    return made;
+  } catch (err) {
+    if (!(err instanceof NetlinkError)) throw err;
+    // Made by another run in the meantime.
+    const again = err.code === 'EEXIST' ? findVlan(nl, lower.index, id) : undefined;
+    if (again) return again;
+    const kernel = err.extAck ? ` (kernel: ${err.extAck})` : '';
+    if (err.code === 'EOPNOTSUPP') throw new HelperError(`this kernel cannot make VLAN ${id} on ${lower.name}: it has no 802.1Q support${kernel}`, "load it with 'modprobe 8021q'");
+    throw new HelperError(`cannot make VLAN ${id} on ${lower.name}: ${err.message}`, 'check the device (ip -d link show), or make the VLAN by hand and retry');
+  }
+}
+
+/** Whether a macvlan or macvtap sits on ifindex `index`. */
+function carriesLinks(nl: NetlinkSocket, index: number): boolean {
+  return [...listLinks(nl, 'macvtap'), ...listLinks(nl, 'macvlan')].some((l) => l.lowerIndex === index);
+}
+
+/** Deletes every VLAN link the helpers made that nothing sits on; returns their names. Never fails the run. */
+export function pruneVlans(nl: NetlinkSocket): string[] {
+  const pruned: string[] = [];
+  try {
+    for (const vlan of listLinks(nl, 'vlan').filter((l) => l.group === VLAN_GROUP)) {
+      if (carriesLinks(nl, vlan.index)) continue;
+      try {
+        // Decided, logged, then done.
+        audit(AUDIT_TAG, 'notice', [auditField('uid', String(process.getuid?.() ?? -1)), auditField('action', 'delete'), auditField('ifname', vlan.name, true),
+          auditField('ifindex', String(vlan.index)), auditField('vlan', String(vlan.vlanId)), auditField('reason', 'a VLAN link of the helpers with nothing on it', true)].join(' '));
+        deleteLink(nl, vlan.index);
+        pruned.push(vlan.name);
+        debug('deleted %s (VLAN %d): nothing is on it any more', vlan.name, vlan.vlanId);
+      } catch (err) {
+        if (!(err instanceof NetlinkError && err.code === 'ENODEV')) throw err;
+      }
+    }
+  } catch (err) {
+    writeErr(`cannot delete unused VLAN links of the helpers: ${(err as Error).message}; 'ip -d link show group ${VLAN_GROUP}' lists them\n`);
+  }
+  return pruned;
+}
