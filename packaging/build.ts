@@ -130,8 +130,8 @@ export function defaultExecutables(): ExecutableSpec[] {
   ];
 }
 
-function run(argv: string[], what: string): { stdout: string; stderr: string } {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
+function run(argv: string[], what: string, cwd?: string): { stdout: string; stderr: string } {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: CLEAN_ENV, cwd, timeout: STEP_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
   if (r.error) throw new BuildError(`${what}: ${r.error.message}`);
   if (r.status !== 0) {
     throw new BuildError(`${what} failed (${r.signal ?? `status ${r.status}`}): ${(r.stderr + r.stdout).trim().split('\n').slice(-5).join(' | ')}`);
@@ -145,6 +145,9 @@ async function bundle(entry: string, names: string[], koffiPath: string, libexec
   const options = {
     entryPoints: [join(REPO, 'packaging/sea-entry.cjs')],
     outfile,
+    // The bundle's comments name every source file relative to this: the
+    // checkout, not wherever the build was started from.
+    absWorkingDir: REPO,
     bundle: true,
     minify,
     platform: 'node',
@@ -249,10 +252,17 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     // and whether V8 took the code cache (sea-entry.cjs reports it).
     writeFileSync(program, `(function (exports, require, module, __filename, __dirname, QNH_CODE_CACHE) {\n${readFileSync(bundled, 'utf8')}\n})`);
     const scriptName = `${name}.js`;
-    if (codeCache) run([node.path, ...(opts.blobArgs ?? []), join(REPO, 'packaging/code-cache.cjs'), program, scriptName, cache], `${name}: code cache`);
+    // --random-seed=1: V8 otherwise seeds its hash tables at random, and the
+    // cache's bytes differ from run to run (the package would not be
+    // reproducible). The seed is not among the flags a cache is checked
+    // against: the executables, which run unseeded, accept it.
+    if (codeCache) run([node.path, '--random-seed=1', ...(opts.blobArgs ?? []), join(REPO, 'packaging/code-cache.cjs'), program, scriptName, cache], `${name}: code cache`);
     writeFileSync(main, readFileSync(join(REPO, 'packaging/sea-main.cjs'), 'utf8').replace('QNH_SCRIPT_NAME', JSON.stringify(scriptName)));
     writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
-      main,
+      // Relative, and node runs in `work`: the blob records this path as
+      // given, and the temporary folder's random name would make every
+      // build differ.
+      main: basename(main),
       output: blobPath,
       disableExperimentalSEAWarning: true,
       useSnapshot: false,
@@ -262,7 +272,7 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
       execArgv: [...SEA_EXEC_ARGV, ...(opts.extraExecArgv ?? [])],
       execArgvExtension: 'none',
     }, null, 2));
-    run([node.path, '--experimental-sea-config', join(work, 'sea-config.json')], `${name}: node --experimental-sea-config`);
+    run([node.path, '--experimental-sea-config', 'sea-config.json'], `${name}: node --experimental-sea-config`, work);
     const blob = readFileSync(blobPath);
     // The node binary from npm carries its symbol table and DWARF (18 MiB of
     // 121). They go before the blob does: strip(1) on an executable with the
@@ -303,6 +313,23 @@ function stripTo(from: string, to: string): void {
   const r = spawnSync('strip', ['--strip-all', '-o', to, from], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
   if (r.error) throw new BuildError(`strip: ${r.error.message}; install binutils (apt-get install binutils; bash .ci/setup does)`);
   if (r.status !== 0) throw new BuildError(`strip ${from} failed: ${r.stderr.trim()}`);
+}
+
+/**
+ * The time the package's dates are taken from (reproducible-builds.org's
+ * SOURCE_DATE_EPOCH): the variable when set, else the time of the checkout's
+ * last commit, so that two builds of one commit are byte-identical either way.
+ */
+export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number {
+  const given = env.SOURCE_DATE_EPOCH;
+  if (given !== undefined && given !== '') {
+    if (!/^\d+$/.test(given)) throw new BuildError(`SOURCE_DATE_EPOCH=${given} is not a number of seconds since 1970`);
+    return Number(given);
+  }
+  const r = spawnSync('git', ['-C', REPO, 'log', '-1', '--format=%ct'], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
+  const ct = r.status === 0 ? r.stdout.trim() : '';
+  if (!/^\d+$/.test(ct)) throw new BuildError(`SOURCE_DATE_EPOCH is not set and ${REPO} is not a git checkout to take the last commit's time from; set it (SOURCE_DATE_EPOCH=$(date +%s) for now)`);
+  return Number(ct);
 }
 
 function readVersion(): string {

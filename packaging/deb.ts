@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { BuildError, REPO, buildAll, type PackageBuild } from './build.ts';
+import { BuildError, REPO, buildAll, sourceDateEpoch, type PackageBuild } from './build.ts';
 
 export const PACKAGE = 'qemu-net-helper';
 export const LIBEXEC = '/usr/libexec';
@@ -30,8 +30,8 @@ export const CONFFILE = '/etc/qemu/net-helper.conf';
 export const HELPER_CAPS = 'cap_chown,cap_dac_override,cap_net_admin=ep';
 const DOC = `/usr/share/doc/${PACKAGE}`;
 
-function run(argv: string[], what: string): string {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
+function run(argv: string[], what: string, env: NodeJS.ProcessEnv = {}): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
   if (r.error) throw new BuildError(`${what}: ${r.error.message}`);
   if (r.status !== 0) throw new BuildError(`${what} failed (${r.signal ?? `status ${r.status}`}): ${(r.stderr + r.stdout).trim()}`);
   return r.stdout;
@@ -50,7 +50,7 @@ function gzip(data: Buffer | string): Buffer {
 }
 
 function licenseText(pkgDir: string): string {
-  const name = readdirSync(pkgDir).find((f) => /^licen[sc]e(\.(md|txt))?$/i.test(f));
+  const name = readdirSync(pkgDir).sort().find((f) => /^licen[sc]e(\.(md|txt))?$/i.test(f));
   if (!name) throw new BuildError(`${pkgDir} has no license file to put in the copyright file`);
   return readFileSync(join(pkgDir, name), 'utf8');
 }
@@ -99,8 +99,8 @@ function control(info: PackageBuild, installedKiB: number): string {
   ].join('\n');
 }
 
-function changelogDebian(info: PackageBuild): string {
-  const date = new Date(Number(process.env.SOURCE_DATE_EPOCH ?? 0) * 1000 || Date.now()).toUTCString().replace('GMT', '+0000');
+function changelogDebian(info: PackageBuild, epoch: number): string {
+  const date = new Date(epoch * 1000).toUTCString().replace('GMT', '+0000');
   return `${PACKAGE} (${info.version}) unstable; urgency=medium\n\n  * Built from the upstream sources with npm run deb.\n\n -- qemu-net-helper maintainers <qemu-net-helper@localhost>  ${date}\n`;
 }
 
@@ -121,7 +121,7 @@ function installedSize(root: string): number {
 function md5sums(root: string): string {
   const lines: string[] = [];
   const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       const p = join(dir, e.name);
       if (e.isDirectory()) { if (!(dir === root && e.name === 'DEBIAN')) walk(p); } else lines.push(`${createHash('md5').update(readFileSync(p)).digest('hex')}  ${relative(root, p)}`);
     }
@@ -157,7 +157,7 @@ function manPages(programs: string[]): { file: string; section: string }[] {
 }
 
 /** Stages the package tree in `root` (which must be empty). */
-export function stage(root: string, distDir: string, info: PackageBuild): void {
+export function stage(root: string, distDir: string, info: PackageBuild, epoch: number = sourceDateEpoch()): void {
   for (const program of info.programs) {
     // The helpers are one file under several names: hard links in the
     // package too (dpkg-deb keeps them), so it is installed once.
@@ -177,7 +177,7 @@ export function stage(root: string, distDir: string, info: PackageBuild): void {
   put(root, `${DOC}/protocol.md.gz`, gzip(readFileSync(join(REPO, 'docs/protocol.md'))), 0o644);
   put(root, `${DOC}/security.md.gz`, gzip(readFileSync(join(REPO, 'docs/security.md'))), 0o644);
   put(root, `${DOC}/changelog.gz`, gzip(readFileSync(join(REPO, 'CHANGELOG.md'))), 0o644);
-  put(root, `${DOC}/changelog.Debian.gz`, gzip(changelogDebian(info)), 0o644);
+  put(root, `${DOC}/changelog.Debian.gz`, gzip(changelogDebian(info, epoch)), 0o644);
   const postinst = readFileSync(join(REPO, 'packaging/debian/postinst'), 'utf8')
     .replace('@HELPERS@', info.programs.filter(isPrivilegedHelper).join(' '))
     .replace('@CAPS@', HELPER_CAPS);
@@ -203,17 +203,36 @@ export function debPath(distDir: string, version: string): string {
 export type Compression = 'xz' | 'zstd';
 const COMPRESSOR_ARGS: Record<Compression, string[]> = { xz: ['-Zxz', '-z6'], zstd: ['-Zzstd', '-z9'] };
 
-/** Builds the .deb from what `npm run package` put in distDir; returns its path. */
-export function buildDeb(distDir: string, info: PackageBuild, compression: Compression = 'xz'): string {
+/** Every directory of the tree 0755 and every file 0644 or 0755, whatever the umask was. */
+function normalizeModes(root: string): void {
+  const walk = (dir: string): void => {
+    chmodSync(dir, 0o755);
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) chmodSync(p, statSync(p).mode & 0o111 ? 0o755 : 0o644);
+    }
+  };
+  walk(root);
+}
+
+/**
+ * Builds the .deb from what `npm run package` put in distDir; returns its
+ * path. Reproducible: the same inputs and SOURCE_DATE_EPOCH (default: the
+ * last commit's time, see sourceDateEpoch) give the same bytes.
+ */
+export function buildDeb(distDir: string, info: PackageBuild, compression: Compression = 'xz', epoch: number = sourceDateEpoch()): string {
   if (info.prefix !== '/usr' || info.koffiPath !== `${LIBDIR}/koffi.node`) {
     throw new BuildError(`${distDir} was built for prefix ${info.prefix} (koffi at ${info.koffiPath}), but the package installs to /usr; rebuild without --no-build`);
   }
   const root = mkdtempSync(join(tmpdir(), 'qnh-deb-'));
   try {
     chmodSync(root, 0o755);
-    stage(root, distDir, info);
+    stage(root, distDir, info, epoch);
+    normalizeModes(root);
     const out = debPath(distDir, info.version);
-    run(['dpkg-deb', '--root-owner-group', ...COMPRESSOR_ARGS[compression], '--build', root, out], 'dpkg-deb --build');
+    // dpkg-deb clamps every member's time to SOURCE_DATE_EPOCH and sorts the members.
+    run(['dpkg-deb', '--root-owner-group', ...COMPRESSOR_ARGS[compression], '--build', root, out], 'dpkg-deb --build', { SOURCE_DATE_EPOCH: String(epoch) });
     const contents = run(['dpkg-deb', '--contents', out], 'dpkg-deb --contents');
     for (const path of [...info.programs.map(installPath), `${LIBDIR}/koffi.node`, CONFFILE, `${DOC}/copyright`]) {
       // A hard link lists as "h... ./PATH link to ./OTHER".
