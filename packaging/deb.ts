@@ -10,7 +10,7 @@
 // Usage: node packaging/deb.ts [--no-build] [--zstd] [--dist=DIR]
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -104,14 +104,24 @@ function changelogDebian(info: PackageBuild, epoch: number): string {
   return `${PACKAGE} (${info.version}) unstable; urgency=medium\n\n  * Built from the upstream sources with npm run deb.\n\n -- qemu-net-helper maintainers <qemu-net-helper@localhost>  ${date}\n`;
 }
 
-/** Sum of file sizes in KiB, as dpkg-gencontrol counts Installed-Size. */
-function installedSize(root: string): number {
+/**
+ * Installed-Size in KiB, exactly as dpkg-gencontrol counts it over the
+ * package tree: each file's (or symbolic link's) size rounded up to a KiB, a
+ * file with several names (the helpers' hard links) once, 1 for each
+ * directory (the root included) and anything else.
+ */
+export function installedSize(root: string): number {
   let kib = 0;
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (e.name === 'DEBIAN' && dir === root) continue;
-      const p = join(dir, e.name);
-      if (e.isDirectory()) { kib += 1; walk(p); } else kib += Math.ceil(statSync(p).size / 1024);
+  const seen = new Set<string>();
+  const walk = (path: string): void => {
+    const st = lstatSync(path);
+    if (st.isFile() || st.isSymbolicLink()) {
+      const id = `${st.dev}:${st.ino}`;
+      if (!seen.has(id)) kib += Math.ceil(st.size / 1024);
+      seen.add(id);
+    } else {
+      kib += 1;
+      if (st.isDirectory()) for (const name of readdirSync(path)) walk(join(path, name));
     }
   };
   walk(root);
