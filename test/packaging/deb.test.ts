@@ -7,7 +7,7 @@
 // Also covers packaging/install.sh with DESTDIR, from the same build.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -33,6 +33,14 @@ function sh(argv: string[], env: NodeJS.ProcessEnv = process.env) {
 function capSet(text: string): string {
   const [names = '', flags = ''] = text.split('=');
   return `${names.split(',').sort().join(',')}=${flags}`;
+}
+
+function readlinkOr(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 function installedState(): string | undefined {
@@ -323,5 +331,34 @@ else if (already) {
     }
     const purge = sh(['dpkg', '--purge', PACKAGE]);
     t.equal(purge.status, 0, purge.stderr);
+  });
+
+  // The stale-link timer follows Debian's conventions (deb-systemd-helper,
+  // as dh_installsystemd writes them): enabled on the first installation, an
+  // administrator's disable kept across upgrades, masked while removed,
+  // nothing left after purge. No systemd runs here; deb-systemd-helper and
+  // `systemctl disable` work on the unit files all the same.
+  t.test("the gc timer: enabled on install, an administrator's disable survives an upgrade, purge forgets it", async (t) => {
+    const timer = 'qemu-net-helper-gc.timer';
+    const wants = `/etc/systemd/system/timers.target.wants/${timer}`;
+    const mask = `/etc/systemd/system/${timer}`;
+    const state = [`/var/lib/systemd/deb-systemd-helper-enabled/${timer}.dsh-also`, `/var/lib/systemd/deb-systemd-helper-masked/${timer}`];
+    const present = (p: string) => { try { lstatSync(p); return true; } catch { return false; } };
+    t.teardown(() => {
+      if (installedState()) sh(['dpkg', '--purge', PACKAGE]);
+    });
+    t.equal(sh(['dpkg', '-i', deb]).status, 0, 'installed');
+    t.ok(present(wants), `enabled: ${wants}`);
+    const disable = sh(['systemctl', 'disable', timer]);
+    t.equal(disable.status, 0, `systemctl disable: ${disable.stderr}`);
+    t.notOk(present(wants), 'disabled by the administrator');
+    const again = sh(['dpkg', '-i', deb]);
+    t.equal(again.status, 0, again.stderr);
+    t.notOk(present(wants), 'still disabled after the package is installed again (an upgrade)');
+    t.equal(sh(['systemctl', 'enable', timer]).status, 0);
+    t.equal(sh(['dpkg', '-r', PACKAGE]).status, 0, 'removed');
+    t.equal(readlinkOr(mask), '/dev/null', 'masked while removed (its unit file is gone)');
+    t.equal(sh(['dpkg', '--purge', PACKAGE]).status, 0, 'purged');
+    for (const p of [wants, mask, ...state]) t.notOk(present(p), `${p} is gone`);
   });
 }
