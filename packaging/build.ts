@@ -335,6 +335,17 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number {
   return Number(ct);
 }
 
+/**
+ * A man page from docs/man as installed: its .TH date is SOURCE_DATE_EPOCH's
+ * (UTC, YYYY-MM-DD), whatever the source says there.
+ */
+export function datedManPage(text: string, epoch: number, file = 'the man page'): string {
+  const date = new Date(epoch * 1000).toISOString().slice(0, 10);
+  const out = text.replace(/^(\.TH +\S+ +\S+ +)("[^"\n]*"|\S+)/m, `$1"${date}"`);
+  if (out === text && !text.includes(`"${date}"`)) throw new BuildError(`${file} has no .TH line with a date field`);
+  return out;
+}
+
 function readVersion(): string {
   const m = /VERSION = '([^']+)'/.exec(readFileSync(join(REPO, 'lib/version.ts'), 'utf8'));
   if (!m) throw new BuildError('cannot read VERSION from lib/version.ts');
@@ -381,6 +392,8 @@ export interface PackageBuild {
   hardLinks: string[][];
   /** npm packages inside the executables (for the copyright file), koffi included. */
   packages: string[];
+  /** SOURCE_DATE_EPOCH of the build (sourceDateEpoch): the date of the man pages. */
+  sourceDateEpoch: number;
 }
 
 /** What `npm run package` does; returns the contents of dist/sea/build.json. */
@@ -393,6 +406,8 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
   const distDir = args.distDir ?? join(REPO, 'dist');
   const koffiPath = `${libdir.replace(/\/+$/, '')}/koffi.node`;
   const node = pinnedNode();
+  // First: a build that cannot be dated should fail before the slow part.
+  const epoch = sourceDateEpoch();
   const executables = args.entries?.map((entry) => ({ entry, names: [basename(entry, '.ts')] })) ?? defaultExecutables();
   if (executables.length === 0) throw new BuildError('no programs to build (helpers/*.ts is empty)');
   const programs: string[] = [];
@@ -409,7 +424,7 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
   stripTo(koffiNativeSource(), join(distDir, 'sea/koffi.node'), false);
   chmodSync(join(distDir, 'sea/koffi.node'), 0o644);
   writeFileSync(join(distDir, 'sea', THIRD_PARTY_NOTICES), thirdPartyNotices(node.version, [...packages].sort()));
-  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, hardLinks, packages: [...packages].sort() };
+  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, hardLinks, packages: [...packages].sort(), sourceDateEpoch: epoch };
   writeFileSync(join(distDir, 'sea/build.json'), JSON.stringify(info, null, 2) + '\n');
   return info;
 }

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { BuildError, REPO, THIRD_PARTY_NOTICES, buildAll, licenseFile, sourceDateEpoch, type PackageBuild } from './build.ts';
+import { BuildError, REPO, THIRD_PARTY_NOTICES, buildAll, datedManPage, licenseFile, sourceDateEpoch, type PackageBuild } from './build.ts';
 
 export const PACKAGE = 'qemu-net-helper';
 export const LIBEXEC = '/usr/libexec';
@@ -220,7 +220,7 @@ function manPages(programs: string[]): { file: string; section: string }[] {
 }
 
 /** Stages the package tree in `root` (which must be empty). */
-export function stage(root: string, distDir: string, info: PackageBuild, epoch: number = sourceDateEpoch(), maint: string = maintainer()): void {
+export function stage(root: string, distDir: string, info: PackageBuild, epoch: number = info.sourceDateEpoch ?? sourceDateEpoch(), maint: string = maintainer()): void {
   for (const program of info.programs) {
     // The helpers are one file under several names: hard links in the
     // package too (dpkg-deb keeps them), so it is installed once.
@@ -234,7 +234,7 @@ export function stage(root: string, distDir: string, info: PackageBuild, epoch: 
   put(root, `${LIBDIR}/koffi.node`, readFileSync(join(distDir, 'sea/koffi.node')), 0o644);
   put(root, CONFFILE, readFileSync(join(REPO, 'packaging/net-helper.conf')), 0o644);
   for (const page of manPages(info.programs)) {
-    put(root, `/usr/share/man/man${page.section}/${page.file}.gz`, gzip(readFileSync(join(REPO, 'docs/man', page.file))), 0o644);
+    put(root, `/usr/share/man/man${page.section}/${page.file}.gz`, gzip(datedManPage(readFileSync(join(REPO, 'docs/man', page.file), 'utf8'), epoch, `docs/man/${page.file}`)), 0o644);
   }
   put(root, `${DOC}/copyright`, copyright(info), 0o644);
   put(root, `${DOC}/protocol.md.gz`, gzip(readFileSync(join(REPO, 'docs/protocol.md'))), 0o644);
@@ -288,7 +288,7 @@ function normalizeModes(root: string): void {
  * path. Reproducible: the same inputs and SOURCE_DATE_EPOCH (default: the
  * last commit's time, see sourceDateEpoch) give the same bytes.
  */
-export function buildDeb(distDir: string, info: PackageBuild, compression: Compression = 'xz', epoch: number = sourceDateEpoch()): string {
+export function buildDeb(distDir: string, info: PackageBuild, compression: Compression = 'xz', epoch: number = info.sourceDateEpoch ?? sourceDateEpoch()): string {
   if (info.prefix !== '/usr' || info.koffiPath !== `${LIBDIR}/koffi.node`) {
     throw new BuildError(`${distDir} was built for prefix ${info.prefix} (koffi at ${info.koffiPath}), but the package installs to /usr; rebuild without --no-build`);
   }

@@ -33,10 +33,12 @@ caps='cap_chown,cap_dac_override,cap_net_admin=ep'
 # dist/sea/build.json is written by packaging/build.ts: one "key": value per line.
 json_string() { sed -n "s/^  \"$1\": \"\\([^\"]*\\)\",\{0,1\}\$/\\1/p" "$info"; }
 json_list() { sed -n "/^  \"$1\": \\[/,/^  \\]/p" "$info" | sed -n 's/^    "\([^"]*\)",\{0,1\}$/\1/p'; }
+json_number() { sed -n "s/^  \"$1\": \([0-9][0-9]*\),\{0,1\}\$/\\1/p" "$info"; }
 built_prefix=$(json_string prefix)
 libdir=$(json_string libdir)
 programs=$(json_list programs)
-[ -n "$built_prefix" ] && [ -n "$libdir" ] && [ -n "$programs" ] || die "cannot read $info; rebuild with 'npm run package'"
+epoch=$(json_number sourceDateEpoch)
+[ -n "$built_prefix" ] && [ -n "$libdir" ] && [ -n "$programs" ] && [ -n "$epoch" ] || die "cannot read $info; rebuild with 'npm run package'"
 
 PREFIX=${PREFIX:-$built_prefix}
 DESTDIR=${DESTDIR:-}
@@ -52,6 +54,8 @@ helpers() { for p in $programs; do case "$p" in qemu-net-helper-*) echo "$p" ;; 
 mandir="$PREFIX/share/man"
 docdir="$PREFIX/share/doc/qemu-net-helper"
 conf="$SYSCONFDIR/qemu/net-helper.conf"
+# The man pages' .TH date: the build's SOURCE_DATE_EPOCH (GNU date, else BSD date).
+mandate=$(date -u -d "@$epoch" +%Y-%m-%d 2>/dev/null || date -u -r "$epoch" +%Y-%m-%d)
 
 manpages() { for f in "$repo"/docs/man/*.[1-8]; do [ -e "$f" ] && echo "$f"; done; }
 
@@ -95,7 +99,9 @@ install -m 0644 "$dist/sea/koffi.node" "$DESTDIR$libdir/koffi.node"
 for f in $(manpages); do
     s=${f##*.}
     install -d -m 0755 "$DESTDIR$mandir/man$s"
-    install -m 0644 "$f" "$DESTDIR$mandir/man$s/$(basename "$f")"
+    # Dated like the Debian package's (packaging/build.ts, datedManPage).
+    sed "s/^\(\.TH  *[^ ]*  *[^ ]*  *\)\"[^\"]*\"/\1\"$mandate\"/" "$f" > "$DESTDIR$mandir/man$s/$(basename "$f")"
+    chmod 0644 "$DESTDIR$mandir/man$s/$(basename "$f")"
 done
 install -m 0644 "$repo/docs/protocol.md" "$repo/docs/security.md" "$DESTDIR$docdir/"
 if [ -e "$DESTDIR$conf" ]; then

@@ -29,6 +29,7 @@ function fakeDist(dir: string): PackageBuild {
   return {
     version: '0.1.0', node: pinnedNode().version, koffi: koffiVersion(), prefix: '/usr', libdir: LIBDIR, koffiPath: `${LIBDIR}/koffi.node`,
     programs: [...HELPERS, 'qemu-net-launch'], hardLinks: [HELPERS], packages: ['debug', 'koffi', 'minimist', 'ms'],
+    sourceDateEpoch: 1700000000,
   };
 }
 
@@ -65,6 +66,11 @@ t.test('Installed-Size: what dpkg-gencontrol says, hard links once', async (t) =
   writeFileSync(join(root, 'DEBIAN/control'), control);
   t.equal(r.status, 0, r.stderr);
   t.equal(ours, Number(/^Installed-Size: (\d+)$/m.exec(r.stdout)?.[1]), 'the same number as dpkg-gencontrol');
+});
+
+t.test('the man pages are dated by SOURCE_DATE_EPOCH', async (t) => {
+  const page = spawnSync('gzip', ['-dc', join(root, 'usr/share/man/man8/qemu-net-helper-vepa.8.gz')], { encoding: 'utf8' }).stdout;
+  t.match(page, /^\.TH QEMU\\-NET\\-HELPER\\-VEPA 8 "2023-11-14" /m);
 });
 
 t.test('Maintainer: QNH_MAINTAINER, else package.json\'s author; no made-up mail host', async (t) => {

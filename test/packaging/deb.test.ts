@@ -74,7 +74,8 @@ else if (already) {
     for (const p of info.programs) t.equal(lstatSync(join(dest, installPath(p))).mode & 0o7777, 0o755, `${p} staged, no setuid`);
     t.ok(existsSync(join(dest, LIBDIR, 'koffi.node')));
     t.ok(existsSync(join(dest, CONFFILE)));
-    t.ok(existsSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8')));
+    const date = new Date(info.sourceDateEpoch * 1000).toISOString().slice(0, 10);
+    t.match(readFileSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8'), 'utf8'), new RegExp(`^\\.TH \\S+ 8 "${date}" `, 'm'), `the man page is dated ${date} (SOURCE_DATE_EPOCH)`);
     const helperInodes = new Set(info.programs.filter(isPrivilegedHelper).map((p) => lstatSync(join(dest, installPath(p))).ino));
     t.equal(helperInodes.size, 1, 'the helpers are staged as one file (hard links)');
     t.notOk(helperInodes.has(lstatSync(join(dest, installPath('qemu-net-launch'))).ino), 'the launcher is a file of its own');
