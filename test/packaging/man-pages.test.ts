@@ -1,14 +1,16 @@
 // Every helper executable has a man page (the Debian package refuses to
 // build without one), and the page documents every option the program accepts.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { optionSpecs } from '../../lib/helper/options.ts';
 import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
-import { defaultExecutables } from '../../packaging/build.ts';
+import { BuildError, datedManPage, defaultExecutables } from '../../packaging/build.ts';
 import { isPrivilegedHelper } from '../../packaging/deb.ts';
 import { REPO } from '../support/paths.ts';
+import { IS_CI } from '../support/privileged.ts';
 
 /** Every program the package installs (the helpers share one executable, helpers/qemu-net-helper.ts, under their own names). */
 const helperFiles = defaultExecutables().flatMap((e) => e.names);
@@ -46,5 +48,38 @@ t.test('pages are well-formed roff', async (t) => {
     }
     if (isPrivilegedHelper(name)) t.match(text, /^\.SH FILES$/m, `${page(name)} has FILES`);
     t.notMatch(text, /^[^.\\'].*(?<!\\)--/m, `${page(name)} writes every -- as \\-\\- (no stray hyphens that render as dashes)`);
+  }
+});
+
+const allPages = ['net-helper.conf.5', ...helperFiles.map(page)];
+
+t.test('the packages date every page by SOURCE_DATE_EPOCH in .TH', async (t) => {
+  for (const name of allPages) {
+    const text = readFileSync(join(REPO, 'docs/man', name), 'utf8');
+    const dated = datedManPage(text, 1700000000, name);
+    t.match(dated, /^\.TH \S+ [1-8] "2023-11-14" "qemu\\-net\\-helper" /m, `${name}: 2023-11-14 in .TH`);
+    t.equal(dated.replace('"2023-11-14"', '""'), text, `${name}: nothing else changes`);
+  }
+  t.throws(() => datedManPage('.SH NAME\nx\n', 0, 'x.1'), new BuildError('x.1 has no .TH line with a date field'));
+});
+
+// groff breaks long lines; with hyphenation it splits words, option names
+// included (--check-con- / fig). Each page turns it off (.hy 0) and no option
+// may be broken at a hyphen of its own either, at any terminal width.
+t.test('rendered at any width, no option name is hyphenated or broken', async (t) => {
+  if (spawnSync('sh', ['-c', 'command -v groff'], { stdio: 'ignore' }).status !== 0) {
+    if (IS_CI) throw new Error('groff is missing (groff-base; bash .ci/setup installs it)');
+    return t.pass('skipped: groff is missing (apt-get install groff-base)');
+  }
+  for (const name of allPages) {
+    const broken: string[] = [];
+    for (let width = 30; width <= 100; width += 3) {
+      const r = spawnSync('groff', ['-man', '-Tutf8', `-rLL=${width}n`, '-P-cbu', join(REPO, 'docs/man', name)], { encoding: 'utf8' });
+      if (r.status !== 0) { t.fail(`groff ${name}: ${r.stderr}`); break; }
+      for (const line of r.stdout.split('\n')) {
+        if (/\u2010$/.test(line) || /(^|[\s([])--?[A-Za-z0-9][A-Za-z0-9-]*-$/.test(line)) broken.push(`${width}: ${line.trim()}`);
+      }
+    }
+    t.same(broken, [], `${name}: no hyphenated word, no option broken at a line end (widths 30 to 100)`);
   }
 });
