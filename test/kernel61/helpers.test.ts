@@ -94,12 +94,12 @@ else {
     const as = (program: string, args: string[]) => run([...ns.exec, 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
       capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args]);
     const made = as('qemu-net-helper-vepa', ['--dev=v0', '--persistent', '--json']);
-    t.equal(made.status, 0, made.stderr);
+    t.equal(made.status, 0, `${made.stderr}${made.signal ? ` (killed by ${made.signal})` : ''}`);
     const rec = JSON.parse(made.stdout || '{}') as Record<string, unknown>;
     t.match(rec, { lower: 'v0', mode: 'vepa', allmulti: true, host_ipv6: 'off' });
     t.match(ns.link(String(rec.ifname))?.ifalias, new RegExp(`uid=${ALICE} `), 'tagged with the user');
     const refused = as('qemu-net-helper-passthrough', ['--dev=w0', '--probe']);
-    t.equal(refused.status, 1);
+    t.equal(refused.status, 1, `exit ${refused.status}${refused.signal ? `, killed by ${refused.signal}` : ''}${refused.error ? `, ${refused.error.message}` : ''}`);
     t.match(refused.stderr, /^qemu-net-helper-passthrough: no rule in the policy allows/);
     t.same(ns.macvtaps(), [String(rec.ifname)], 'the refusal made nothing');
     const released = as('qemu-net-helper-vepa', [`--release=${String(rec.ifname)}`]);

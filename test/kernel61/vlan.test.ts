@@ -129,11 +129,11 @@ else {
     const as = (args: string[]) => spawnSync(ns.exec[0]!, [...ns.exec.slice(1), 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
       capNode, `${REPO}test/support/helper-with-seams.ts`, 'qemu-net-helper-vepa', `--seam-policy=${policy}`, '--', ...args], { encoding: 'utf8', timeout: 90_000 });
     const refused = as(['--dev=v0', '--vlan=101', '--probe']);
-    t.equal(refused.status, 1);
+    t.equal(refused.status, 1, `exit ${refused.status}${refused.signal ? `, killed by ${refused.signal}` : ''}${refused.error ? `, ${refused.error.message}` : ''}`);
     t.match(refused.stderr, /^qemu-net-helper-vepa: .*v0 VLAN 101 in mode vepa.*allows only VLAN 100/);
     t.same([ns.macvtaps(), vlanLinks(ns)], [[], []], 'the refusal made nothing');
     const allowed = as(['--dev=v0', '--vlan=100', '--probe', '--json']);
-    t.equal(allowed.status, 0, allowed.stderr);
+    t.equal(allowed.status, 0, `${allowed.stderr}${allowed.signal ? ` (killed by ${allowed.signal})` : ''}`);
     t.match(JSON.parse(allowed.stdout || '{}'), { vlan: 100, lower: 'v0' });
     t.same(oursLeft(ns), [], 'the user\'s probe left no VLAN');
   });

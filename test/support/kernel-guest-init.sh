@@ -167,7 +167,7 @@ for n in 1 2 3 4; do
 	done
 done
 # Processes that died of a signal (the kernel logs where): under TCG, worth knowing.
-dmesg | grep -E 'segfault at|traps:|general protection' | tail -n 20 | while IFS= read -r l; do info "kernel: $l"; done
+dmesg | grep -E 'segfault at|traps:|general protection|Out of memory|oom-kill|Killed process' | tail -n 20 | while IFS= read -r l; do info "kernel: $l"; done
 if [ -n "$(ls /newroot/run/netns 2>/dev/null)" ]; then
 	info "network namespaces left behind in the guest: $(ls /newroot/run/netns | tr '\n' ' ')"
 	status=1

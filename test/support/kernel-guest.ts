@@ -100,7 +100,7 @@ export interface KernelGuestPlan {
   append?: string[];
   /** QEMU -cpu (default {@link KERNEL_GUEST_CPU}). */
   cpu?: string;
-  /** Guest vCPUs (default 2) and memory (default 2048 MiB). */
+  /** Guest vCPUs (default 2) and memory (default 4096 MiB: the tests copy Node into the guest's tmpfs, and tmpfs is memory). */
   smp?: number;
   memoryMiB?: number;
 }
@@ -142,7 +142,7 @@ export function kernelGuestQemuArgs(image: GuestImage, plan: KernelGuestPlan): s
     '-accel', 'tcg',
     '-cpu', plan.cpu ?? KERNEL_GUEST_CPU,
     '-smp', String(plan.smp ?? 2),
-    '-m', String(plan.memoryMiB ?? 2048),
+    '-m', String(plan.memoryMiB ?? 4096),
     '-display', 'none',
     '-serial', 'stdio',
     '-no-reboot',

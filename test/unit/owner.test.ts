@@ -71,8 +71,8 @@ t.test('process start times come from /proc/PID/stat field 22', async (t) => {
 });
 
 t.test('a zombie is dead: its start time is not an owner that lives', async (t) => {
-  // sh starts `true` in the background and execs sleep, which never reaps it: `true` stays a zombie until sleep is killed.
-  const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // sh starts a short sleep in the background and execs a long one, which never reaps it: the short one stays a zombie until the long one is killed. (It ends 200 ms later: a child that ended before the exec could be reaped by sh itself.)
+  const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.teardown(() => parent.kill('SIGKILL'));
   const pid = Number((await new Promise<Buffer>((r) => parent.stdout.once('data', r))).toString().trim());
   const deadline = Date.now() + 10_000;
