@@ -214,8 +214,8 @@ export function tapFdsOf(entries: readonly NetworkEntry[], id: string): number[]
 /**
  * The macvtap whose queue QEMU (pid) holds as fd `fd`: the device number of
  * /proc/PID/fd/FD, named by the kernel's /sys/dev/char/MAJ:MIN link
- * (.../net/IFNAME/macvtap/tapN), which sysfs resolves when read, so a renamed
- * link shows its current name.
+ * (.../net/IFNAME/macvtap/tapN); device numbers are global, so this reads the
+ * same from any network namespace.
  */
 export function macvtapOfFd(pid: number, fd: number, proc = '/proc', sys = '/sys'): string {
   const st = statSync(`${proc}/${pid}/fd/${fd}`, { bigint: true });

@@ -13,7 +13,7 @@ import t from 'tap';
 import { Qmp } from '../../lib/launch/qmp.ts';
 import { decodeOwnerTag } from '../../lib/owner.ts';
 import { buildGuestImage, guestQemuArgs, QEMU_BINARY } from '../support/guest.ts';
-import { helperAction } from '../support/helper-actions.ts';
+import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
 import { hostAndPeer, type Netns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
@@ -137,6 +137,7 @@ else {
     const tag = decodeOwnerTag(host.link(ifname)?.ifalias);
     t.ok(tag, 'the link is tagged');
     t.not(tag?.pid, pid, 'the recorded owner is the launcher (the peer of the helper\'s socket pair), which has exited');
+    t.match(listHelperLinks(host), [{ name: ifname, state: 'stale' }], '--list shows it stale: its recorded owner is gone');
     const gc = helperAction(host, '--gc');
     t.equal(gc.code, 0, gc.stderr);
     t.same(host.macvtaps(), [ifname], '--gc keeps it: QEMU holds its queue');
