@@ -176,6 +176,8 @@ export function shellLine(argv: readonly string[]): string {
 export function usage(): string {
   return [
     `Usage: ${PROGRAM} [--dry-run] [--verbose] [--helper-dir=DIR | --helper-command=TEMPLATE] -- QEMU [ARGS...]`,
+    `       ${PROGRAM} attach --qmp=SOCKET [--verbose] [HELPER OPTION] -netdev macvtap,id=ID,...`,
+    `       ${PROGRAM} detach --qmp=SOCKET [--verbose] [--timeout=SECONDS] [HELPER OPTION] ID`,
     '',
     `${PROGRAM} ${VERSION}: start QEMU with macvtap networking made by the qemu-net-helper`,
     'helpers, with multiqueue and vhost-net, then become QEMU (same process id).',
@@ -196,6 +198,12 @@ export function usage(): string {
     `                    run each helper as TEMPLATE's words, ${NAME_PLACEHOLDER} replaced by its name, e.g.`,
     `                    'env -i PATH=/usr/bin:/bin node /src/qemu-net-helper/helpers/${NAME_PLACEHOLDER}.ts'`,
     '  --help, --version',
+    '',
+    'attach adds a NIC to a running QEMU (started with -qmp unix:SOCKET,server=on,wait=off): it runs',
+    'the helper for the -netdev macvtap (same keys, id= required), hands the fds to QEMU (getfd),',
+    'then netdev_add (a tap netdev on them) and device_add (virtio-net-pci, id ID-nic, the macvtap\'s MAC);',
+    'a failure undoes every step. detach removes NIC (waiting up to --timeout, default',
+    `${DEFAULT_DETACH_TIMEOUT_S} s, for the guest to let it go) and netdev, and releases the macvtap QEMU held.`,
     '',
     'See qemu-net-launch(1).',
     '',
