@@ -144,6 +144,7 @@ export const PROC_PID_INIT_INO = 0xeffffffc; // the initial PID namespace's fixe
 
 // <poll.h>
 export const POLLIN = 0x001;
+export const POLLOUT = 0x004;
 export const POLLERR = 0x008;
 export const POLLHUP = 0x010;
 export const POLLRDHUP = 0x2000;

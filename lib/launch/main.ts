@@ -21,6 +21,7 @@ import { HelperError, UsageError, oneLine } from '../errors.ts';
 import { isPrivilegedRun } from '../privileges.ts';
 import { VERSION } from '../version.ts';
 import { execWithFds, resolveProgram } from './exec.ts';
+import { runAttach, runDetach } from './hotplug.ts';
 import { helperCommand, parseLaunchArgs, PROGRAM, shellLine, usage } from './options.ts';
 import { planLaunch, renderQemuArgs, type MacvtapRequest, type MacvtapResult } from './rewrite.ts';
 
@@ -28,16 +29,16 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 /** Bound on one helper run (it normally takes well under a second). */
-const HELPER_TIMEOUT_MS = 30_000;
+export const HELPER_TIMEOUT_MS = 30_000;
 const INTERRUPTS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-interface Made {
+export interface Made {
   request: MacvtapRequest;
   command: string[];
   result: HelperResult;
 }
 
-function write(fd: number, text: string): void {
+export function write(fd: number, text: string): void {
   try {
     writeSync(fd, text);
   } catch {
@@ -45,10 +46,10 @@ function write(fd: number, text: string): void {
   }
 }
 
-const err = (text: string) => write(2, text.endsWith('\n') ? text : text + '\n');
+export const err = (text: string) => write(2, text.endsWith('\n') ? text : text + '\n');
 
 /** The line a person reads for a failure: "qemu-net-launch: cause; fix". */
-function failure(e: unknown): string {
+export function failure(e: unknown): string {
   return oneLine(PROGRAM, e);
 }
 
@@ -70,25 +71,55 @@ function probeLine(command: readonly string[], request: MacvtapRequest): string[
   return [...command, ...request.helperArgs, '--probe'];
 }
 
-function describe(request: MacvtapRequest, r: HelperResult): string {
+export function describe(request: MacvtapRequest, r: HelperResult): string {
   const rec = r.record;
   const vhost = rec.vhost ? 'vhost on' : `vhost off${rec.vhostError ? ` (${rec.vhostError})` : ''}`;
   return `# ${request.id}: ${rec.ifname} on ${rec.lower}, mode ${rec.mode}, mac ${rec.mac}, ${rec.queues} queue${rec.queues === 1 ? '' : 's'}, ${vhost}`;
 }
 
+/** Deletes one link with `command --release=IFNAME`; returns the failure's one line, or undefined. */
+export function releaseLink(command: readonly string[], ifname: string): string | undefined {
+  const argv = [...command, `--release=${ifname}`];
+  const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: HELPER_TIMEOUT_MS });
+  if (r.status === 0) return undefined;
+  const why = r.error?.message ?? (r.stderr.trim().split('\n')[0] || `exit status ${r.status ?? r.signal}`);
+  return oneLine(PROGRAM, new HelperError(`could not release ${ifname}: ${why}`, `delete it with: ${shellLine(argv)} (or wait for --gc)`));
+}
+
 /** Closes our fds, then deletes each link with its helper's --release. Returns the failures, one line each. */
-function releaseAll(made: readonly Made[]): string[] {
+export function releaseAll(made: readonly Made[]): string[] {
   for (const m of made) m.result.close();
   const problems: string[] = [];
   for (const m of [...made].reverse()) {
-    const argv = [...m.command, `--release=${m.result.record.ifname}`];
-    const r = spawnSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: HELPER_TIMEOUT_MS });
-    if (r.status !== 0) {
-      const why = r.error?.message ?? (r.stderr.trim().split('\n')[0] || `exit status ${r.status ?? r.signal}`);
-      problems.push(oneLine(PROGRAM, new HelperError(`could not release ${m.result.record.ifname}: ${why}`, `delete it with: ${shellLine(argv)} (or wait for --gc)`)));
-    }
+    const problem = releaseLink(m.command, m.result.record.ifname);
+    if (problem) problems.push(problem);
   }
   return problems;
+}
+
+/**
+ * Runs the helper for one request (the line that reproduces it goes to `show`)
+ * and checks what it handed over. A link it made is added to `made`, also when
+ * the check then fails, so releaseAll undoes it. Returns the failure's one line, or undefined.
+ */
+export async function runRequest(req: MacvtapRequest, helperTemplate: readonly string[], env: NodeJS.ProcessEnv, verbose: boolean,
+  show: ((text: string) => void) | undefined, made: Made[]): Promise<string | undefined> {
+  const command = helperCommand(helperTemplate, req.helper);
+  show?.(shellLine(probeLine(command, req)));
+  let result: HelperResult;
+  try {
+    result = await callHelper({ command, args: req.helperArgs, timeoutMs: HELPER_TIMEOUT_MS, env });
+  } catch (e) {
+    if (verbose && e instanceof HelperCallError && e.stderr) write(2, e.stderr);
+    return helperFailure(req, command, e);
+  }
+  made.push({ request: req, command, result });
+  if (verbose && result.stderr) write(2, result.stderr);
+  const rec = result.record;
+  if (req.mac !== undefined && rec.mac !== req.mac) return oneLine(PROGRAM, new HelperError(`${req.written}: ${req.helper} made ${rec.ifname} with MAC ${rec.mac}, not ${req.mac}`, 'report this as a bug'));
+  if (result.tapFds.length !== req.queues) return oneLine(PROGRAM, new HelperError(`${req.written}: ${req.helper} handed over ${result.tapFds.length} queues, not ${req.queues}`, 'report this as a bug'));
+  show?.(describe(req, result));
+  return undefined;
 }
 
 /** Runs the launcher. Returns an exit status, or does not return at all: the process has become QEMU. */
@@ -113,6 +144,8 @@ export async function runLaunch(argv: readonly string[], env: NodeJS.ProcessEnv 
     write(1, `${PROGRAM} ${VERSION}\n`);
     return 0;
   }
+  if (request.action === 'attach') return runAttach(request, env);
+  if (request.action === 'detach') return runDetach(request, env);
   const { dryRun, verbose, helperTemplate, qemu } = request;
   const [qemuName, ...qemuArgs] = qemu as [string, ...string[]];
   let plan;
@@ -139,21 +172,8 @@ export async function runLaunch(argv: readonly string[], env: NodeJS.ProcessEnv 
 
   if (show && plan.requests.length > 0) show(`# ${PROGRAM} runs each helper with --socketpair=3; the lines below, with --probe, reproduce a run by hand`);
   for (const req of plan.requests) {
-    const command = helperCommand(helperTemplate, req.helper);
-    show?.(shellLine(probeLine(command, req)));
-    let result: HelperResult;
-    try {
-      result = await callHelper({ command, args: req.helperArgs, timeoutMs: HELPER_TIMEOUT_MS, env });
-    } catch (e) {
-      if (verbose && e instanceof HelperCallError && e.stderr) write(2, e.stderr);
-      return fail(helperFailure(req, command, e));
-    }
-    made.push({ request: req, command, result });
-    if (verbose && result.stderr) write(2, result.stderr);
-    const rec = result.record;
-    if (req.mac !== undefined && rec.mac !== req.mac) return fail(oneLine(PROGRAM, new HelperError(`${req.written}: ${req.helper} made ${rec.ifname} with MAC ${rec.mac}, not ${req.mac}`, 'report this as a bug')));
-    if (result.tapFds.length !== req.queues) return fail(oneLine(PROGRAM, new HelperError(`${req.written}: ${req.helper} handed over ${result.tapFds.length} queues, not ${req.queues}`, 'report this as a bug')));
-    show?.(describe(req, result));
+    const problem = await runRequest(req, helperTemplate, env, verbose, show, made);
+    if (problem) return fail(problem);
     if (interrupted) break;
   }
   if (interrupted) {

@@ -6,6 +6,9 @@
 #   qnh_ip=ADDR/PREFIX   address given to eth0, e.g. 169.254.77.2/16
 #   qnh_peer=ADDR        address pinged through eth0, e.g. 169.254.77.1
 #   qnh_count=N          number of echo requests (default 3)
+#   qnh_wait=S           seconds to wait for eth0 to appear (default 10; a hotplug test adds it later)
+#   qnh_hold=1           after the result, stay up: report when eth0 is removed (hot-unplug), power
+#                        off only after 600 s (the test ends QEMU itself)
 # Prints exactly one line "QNH-GUEST-RESULT: ping=ok" or "QNH-GUEST-RESULT: ping=fail"
 # on the console (ttyS0), preceded by QNH-GUEST-INFO/QNH-GUEST-DIAG lines, then powers off.
 
@@ -29,6 +32,15 @@ off() {
 
 result() {
 	echo "QNH-GUEST-RESULT: ping=$1"
+	if [ "$hold" = 1 ]; then
+		i=0
+		while [ -e /sys/class/net/eth0 ] && [ "$i" -lt 3000 ]; do
+			usleep 100000
+			i=$((i + 1))
+		done
+		[ ! -e /sys/class/net/eth0 ] && echo "QNH-GUEST-INFO: eth0 removed"
+		sleep 600
+	fi
 	off
 }
 
@@ -46,11 +58,15 @@ diag() {
 ip_addr=
 peer=
 count=3
+wait_s=10
+hold=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	qnh_ip=*) ip_addr=${arg#qnh_ip=} ;;
 	qnh_peer=*) peer=${arg#qnh_peer=} ;;
 	qnh_count=*) count=${arg#qnh_count=} ;;
+	qnh_wait=*) wait_s=${arg#qnh_wait=} ;;
+	qnh_hold=*) hold=${arg#qnh_hold=} ;;
 	esac
 done
 echo "QNH-GUEST-INFO: booted kernel=$(uname -r) ip=$ip_addr peer=$peer count=$count"
@@ -64,9 +80,10 @@ for m in $(cat /etc/qnh-modules); do
 	out=$(insmod "/lib/modules/$m.ko" 2>&1) || echo "QNH-GUEST-INFO: insmod $m failed: $out"
 done
 
-# virtio_net probes asynchronously: wait (bounded, ~10 s) for eth0 to appear.
+# virtio_net probes asynchronously: wait (bounded, qnh_wait s) for eth0 to appear.
+echo "QNH-GUEST-INFO: waiting for eth0"
 i=0
-while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 100 ]; do
+while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt $((wait_s * 10)) ]; do
 	usleep 100000
 	i=$((i + 1))
 done

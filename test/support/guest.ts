@@ -85,6 +85,12 @@ export interface GuestQemuOptions {
   accel?: string;
   /** Guest memory in MiB (default 256). */
   memoryMiB?: number;
+  /** Seconds /init waits for eth0 (default 10): longer when a test hot-plugs the NIC. */
+  waitForNicS?: number;
+  /** After the result, stay up (report "eth0 removed" on hot-unplug) instead of powering off. */
+  hold?: boolean;
+  /** Add no NIC (the test hot-plugs one; netdevId and mac are then unused). */
+  noNic?: boolean;
 }
 
 export interface RunGuestOptions {
@@ -637,7 +643,10 @@ export function guestQemuArgs(image: GuestImage, o: GuestQemuOptions): string[] 
     throw new Error(`bad guest address (want a.b.c.d/len): ${o.guestIp}`);
   if (!IPV4.test(o.peerIp)) throw new Error(`bad peer address: ${o.peerIp}`);
   if (!Number.isInteger(count) || count < 1 || count > 100) throw new Error(`bad ping count: ${count}`);
-  const append = ['console=ttyS0', 'panic=-1', 'quiet', `qnh_ip=${o.guestIp}`, `qnh_peer=${o.peerIp}`, `qnh_count=${count}`].join(' ');
+  const wait = o.waitForNicS;
+  if (wait !== undefined && (!Number.isInteger(wait) || wait < 1 || wait > 600)) throw new Error(`bad wait: ${wait}`);
+  const append = ['console=ttyS0', 'panic=-1', 'quiet', `qnh_ip=${o.guestIp}`, `qnh_peer=${o.peerIp}`, `qnh_count=${count}`,
+    ...(wait !== undefined ? [`qnh_wait=${wait}`] : []), ...(o.hold ? ['qnh_hold=1'] : [])].join(' ');
   return [
     '-nodefaults',
     '-no-user-config',
@@ -651,7 +660,7 @@ export function guestQemuArgs(image: GuestImage, o: GuestQemuOptions): string[] 
     '-initrd', image.initrd,
     '-append', append,
     // romfile= : no iPXE option ROM (not needed for -kernel boot, saves the ipxe-qemu dependency)
-    '-device', `virtio-net-pci,netdev=${o.netdevId},mac=${o.mac.toLowerCase()},romfile=`,
+    ...(o.noNic ? [] : ['-device', `virtio-net-pci,netdev=${o.netdevId},mac=${o.mac.toLowerCase()},romfile=`]),
   ];
 }
 
