@@ -7,6 +7,9 @@
 #   qnh_peer=ADDR        address pinged through eth0, e.g. 169.254.77.1
 #   qnh_count=N          number of echo requests (default 3)
 #   qnh_wait=S           seconds to wait for eth0 to appear (default 10; a hotplug test adds it later)
+#   qnh_ip6=ADDR/PREFIX  an IPv6 address added to eth0 without duplicate address detection, e.g.
+#                        fe80::77:2/64 (the test pings it from the peer: neighbour discovery
+#                        for an address the host never joined)
 #   qnh_hold=1           after the result, stay up: report when eth0 is removed (hot-unplug), power
 #                        off only after 600 s (the test ends QEMU itself)
 # Prints exactly one line "QNH-GUEST-RESULT: ping=ok" or "QNH-GUEST-RESULT: ping=fail"
@@ -67,6 +70,7 @@ for arg in $(cat /proc/cmdline); do
 	qnh_count=*) count=${arg#qnh_count=} ;;
 	qnh_wait=*) wait_s=${arg#qnh_wait=} ;;
 	qnh_hold=*) hold=${arg#qnh_hold=} ;;
+	qnh_ip6=*) ip6_addr=${arg#qnh_ip6=} ;;
 	esac
 done
 echo "QNH-GUEST-INFO: booted kernel=$(uname -r) ip=$ip_addr peer=$peer count=$count"
@@ -96,7 +100,12 @@ fi
 ip link set lo up
 ip link set eth0 up
 ip addr add "$ip_addr" dev eth0
-echo "QNH-GUEST-INFO: eth0 mac=$(cat /sys/class/net/eth0/address) ip=$ip_addr"
+if [ -n "$ip6_addr" ]; then
+	# No duplicate address detection (busybox ip has no "nodad"): usable at once.
+	echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad
+	out=$(ip addr add "$ip6_addr" dev eth0 2>&1) || echo "QNH-GUEST-INFO: cannot add $ip6_addr: $out"
+fi
+echo "QNH-GUEST-INFO: eth0 mac=$(cat /sys/class/net/eth0/address) ip=$ip_addr${ip6_addr:+ ip6=$ip6_addr}"
 
 if ping -c "$count" -W 2 -w $((count * 2 + 5)) "$peer"; then
 	result ok

@@ -89,6 +89,8 @@ export interface GuestQemuOptions {
   waitForNicS?: number;
   /** After the result, stay up (report "eth0 removed" on hot-unplug) instead of powering off. */
   hold?: boolean;
+  /** An IPv6 address for eth0 in CIDR form (added without duplicate address detection), e.g. `fe80::77:2/64`. */
+  guestIp6?: string;
   /** Add no NIC (the test hot-plugs one; netdevId and mac are then unused). */
   noNic?: boolean;
 }
@@ -643,10 +645,11 @@ export function guestQemuArgs(image: GuestImage, o: GuestQemuOptions): string[] 
     throw new Error(`bad guest address (want a.b.c.d/len): ${o.guestIp}`);
   if (!IPV4.test(o.peerIp)) throw new Error(`bad peer address: ${o.peerIp}`);
   if (!Number.isInteger(count) || count < 1 || count > 100) throw new Error(`bad ping count: ${count}`);
+  if (o.guestIp6 !== undefined && !/^[0-9a-f:]+\/\d{1,3}$/i.test(o.guestIp6)) throw new Error(`bad guest IPv6 address (want ADDR/len): ${o.guestIp6}`);
   const wait = o.waitForNicS;
   if (wait !== undefined && (!Number.isInteger(wait) || wait < 1 || wait > 600)) throw new Error(`bad wait: ${wait}`);
   const append = ['console=ttyS0', 'panic=-1', 'quiet', `qnh_ip=${o.guestIp}`, `qnh_peer=${o.peerIp}`, `qnh_count=${count}`,
-    ...(wait !== undefined ? [`qnh_wait=${wait}`] : []), ...(o.hold ? ['qnh_hold=1'] : [])].join(' ');
+    ...(wait !== undefined ? [`qnh_wait=${wait}`] : []), ...(o.hold ? ['qnh_hold=1'] : []), ...(o.guestIp6 ? [`qnh_ip6=${o.guestIp6}`] : [])].join(' ');
   return [
     '-nodefaults',
     '-no-user-config',
