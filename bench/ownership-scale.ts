@@ -1,4 +1,4 @@
-// npm run bench:ownership [-- RUNS] [--no-write]: what other links on the
+// npm run bench:ownership [-- RUNS] [--no-write] [--installed]: what other links on the
 // device cost a helper run, and what collecting a thousand stale links costs
 // (issue 13), in one run, as ratios to the empty case measured in the same run.
 //
@@ -12,6 +12,10 @@
 // Then `--gc` as root of 1000 stale links, three times.
 // Targets: a run with 1000 links at most 3 x the empty case; --gc of 1000 stale
 // under 30 s. Writes the "Ownership at scale" section of BENCHMARKS.md. Needs root.
+// --installed: the same against the installed package's single executable
+// (/usr/libexec/qemu-net-helper-vepa, file-capability or setuid as installed),
+// with the bench's rule written into /etc/qemu/net-helper.conf for the run and
+// the file put back afterwards; writes "Ownership at scale (installed)".
 
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +28,9 @@ import { ownPidNamespace, processStartTime } from '../lib/proc.ts';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const SECTION = '\n## Ownership at scale';
+const INSTALLED_SECTION = '\n## Ownership at scale (installed)';
+const INSTALLED_HELPER = '/usr/libexec/qemu-net-helper-vepa';
+const SYSTEM_POLICY = '/etc/qemu/net-helper.conf';
 const USER = 64_010;
 const DEFAULT_RUNS = 15;
 const TARGET_RATIO = 3;
@@ -63,9 +70,11 @@ function timed(argv: string[]): Promise<number> {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const write = !args.includes('--no-write');
+  const installed = args.includes('--installed');
   const runsArg = args.find((a) => /^\d+$/.test(a));
   const runs = runsArg ? Number(runsArg) : DEFAULT_RUNS;
-  if (args.some((a) => a !== '--no-write' && !/^\d+$/.test(a)) || runs < 3 || runs > 200) throw new BenchError('usage: npm run bench:ownership -- [RUNS 3..200] [--no-write]');
+  if (args.some((a) => a !== '--no-write' && a !== '--installed' && !/^\d+$/.test(a)) || runs < 3 || runs > 200) throw new BenchError('usage: npm run bench:ownership -- [RUNS 3..200] [--no-write] [--installed]');
+  if (installed && !existsSync(INSTALLED_HELPER)) throw new BenchError(`--installed: ${INSTALLED_HELPER} is not there; install the package first (npm run package && npm run deb -- --zstd && dpkg -i dist/*.deb)`);
   if (process.getuid?.() !== 0) throw new BenchError('needs root (namespaces, macvtaps, setcap); run it as root');
   const work = mkdtempSync(join(tmpdir(), 'qnh-bench-own-'));
   chmodSync(work, 0o755);
@@ -73,6 +82,7 @@ async function main(): Promise<void> {
   let nsMade = false;
   // The live links' owner: a process that stays alive for the whole run.
   const owner = spawn('sleep', ['3600'], { stdio: 'ignore' });
+  const policyBefore = installed && existsSync(SYSTEM_POLICY) ? readFileSync(SYSTEM_POLICY) : undefined;
   try {
     const capNode = join(work, 'node');
     copyFileSync(process.execPath, capNode);
@@ -82,6 +92,7 @@ async function main(): Promise<void> {
     nsMade = true;
     const policy = join(work, 'policy.conf');
     writeFileSync(policy, `allow user ${USER} dev v0 netns ${ns}\n`, { mode: 0o644 });
+    if (installed) writeFileSync(SYSTEM_POLICY, `${policyBefore ?? ''}\n# bench/ownership-scale.ts, removed after the run\nallow user ${USER} dev v0 netns ${ns}\n`);
     const ipn = (...a: string[]) => sh(['ip', '-n', ns, ...a]);
     ipn('link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1');
     ipn('link', 'set', 'v0', 'up');
@@ -101,7 +112,8 @@ async function main(): Promise<void> {
       if (names.length) sh(['ip', '-n', ns, '-batch', '-'], names.map((n) => `link del ${n}`).join('\n') + '\n');
     };
     const helperRun = ['ip', 'netns', 'exec', ns, 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
-      capNode, join(REPO, 'test/support/helper-with-seams.ts'), 'qemu-net-helper-vepa', `--seam-policy=${policy}`, '--', '--dev=v0', '--probe'];
+      ...(installed ? [INSTALLED_HELPER] : [capNode, join(REPO, 'test/support/helper-with-seams.ts'), 'qemu-net-helper-vepa', `--seam-policy=${policy}`, '--']), '--dev=v0', '--probe'];
+    const gcRun = ['ip', 'netns', 'exec', ns, 'env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', ...(installed ? [INSTALLED_HELPER] : [process.execPath, join(REPO, 'helpers/qemu-net-helper-vepa.ts')]), '--gc'];
     const measure = async (label: string): Promise<number[]> => {
       process.stderr.write(`bench: ${label}: ${runs} runs\n`);
       await timed(helperRun); // warm-up
@@ -126,7 +138,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < 3; i++) {
       makeLinks(1000, false, `g${i}x`);
       const start = performance.now();
-      sh(['ip', 'netns', 'exec', ns, 'env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', process.execPath, join(REPO, 'helpers/qemu-net-helper-vepa.ts'), '--gc']);
+      sh(gcRun);
       gcS.push((performance.now() - start) / 1000);
       const left = sh(['ip', '-n', ns, '-o', 'link', 'show', 'type', 'macvtap']).trim();
       if (left) throw new BenchError(`--gc left links behind: ${left.split('\n').length}`);
@@ -137,9 +149,10 @@ async function main(): Promise<void> {
     const rows = results.map(([label, ms]) => `| ${label} | ${f(median(ms))} | ${f(Math.min(...ms))} | ${f(Math.max(...ms))} | ${(median(ms) / base).toFixed(2)} |`);
     const worst = Math.max(...results.map(([, ms]) => median(ms) / base));
     const gcMedian = median(gcS);
-    const section = `${SECTION}
+    const heading = installed ? INSTALLED_SECTION : SECTION;
+    const section = `${heading}
 
-Written by \`npm run bench:ownership\` (bench/ownership-scale.ts); ${runs} runs per case, ${new Date().toISOString()}, kernel ${sh(['uname', '-r']).trim()}.
+Written by \`npm run bench:ownership${installed ? ' -- --installed' : ''}\` (bench/ownership-scale.ts); ${runs} runs per case, ${new Date().toISOString()}, kernel ${sh(['uname', '-r']).trim()}.
 
 A helper run (\`--dev=v0 --probe\`, by an unprivileged user with the default limit, so it lists and judges every helper link twice) with other helper links on the device:
 
@@ -149,17 +162,24 @@ ${rows.join('\n')}
 
 - worst case / empty (baseline: mean of the two empty medians, ${f(base)} ms): **${worst.toFixed(2)}** (target at most ${TARGET_RATIO}: ${worst <= TARGET_RATIO ? 'met' : '**not met**'})
 - \`--gc\` (root) of 1000 stale links: median **${gcMedian.toFixed(2)} s** (runs ${gcS.map((s) => s.toFixed(2)).join(', ')}; target under ${TARGET_GC_S} s: ${gcMedian < TARGET_GC_S ? 'met' : '**not met**'})
-- Method: the links are made with \`ip -batch\`, tagged as helper links (live: owned by a running process; stale: by one that is gone) and not held by any process. The helper runs from the sources under a file-capability copy of the pinned node (not the installed single executable), so absolute times include Node compiling the sources; the ratios are what the links add. A request's own collection takes only what stands in its way (none of these, for a vepa request), within a budget; \`--gc\` deletes what it collects in one RTM_DELLINK of a device group. Reproduce: \`npm run bench:ownership\` as root.
+- Method: the links are made with \`ip -batch\`, tagged as helper links (live: owned by a running process; stale: by one that is gone) and not held by any process. ${installed ? `The helper is the installed single executable (${INSTALLED_HELPER}), so the baseline is the product's own start.` : 'The helper runs from the sources under a file-capability copy of the pinned node (not the installed single executable), so absolute times include Node compiling the sources; the ratios are what the links add (`-- --installed` measures the package).'} A request's own collection takes only what stands in its way (none of these, for a vepa request), within a budget; \`--gc\` deletes what it collects in one RTM_DELLINK of a device group. Reproduce: \`npm run bench:ownership${installed ? ' -- --installed' : ''}\` as root${installed ? ', with the package installed' : ''}.
 `;
     process.stdout.write(section);
     if (write) {
       const path = join(REPO, 'BENCHMARKS.md');
       const previous = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
-      const at = previous.indexOf(SECTION);
-      writeFileSync(path, (at < 0 ? previous.replace(/\n*$/, '\n') : previous.slice(0, at)) + section);
+      // Replace this section (up to the next one), or append it.
+      const at = previous.indexOf(`${heading}\n`);
+      const next = at < 0 ? -1 : previous.indexOf('\n## ', at + heading.length);
+      const rest = next < 0 ? '' : previous.slice(next);
+      writeFileSync(path, (at < 0 ? previous.replace(/\n*$/, '\n') : previous.slice(0, at)) + section + rest);
       process.stdout.write('bench: wrote the section to BENCHMARKS.md\n');
     }
   } finally {
+    if (installed) {
+      if (policyBefore !== undefined) writeFileSync(SYSTEM_POLICY, policyBefore);
+      else rmSync(SYSTEM_POLICY, { force: true });
+    }
     owner.kill('SIGKILL');
     if (nsMade) spawnSync('ip', ['netns', 'del', ns]);
     rmSync(work, { recursive: true, force: true });
