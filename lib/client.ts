@@ -38,8 +38,14 @@ export interface HelperResult {
   vhostFds: number[];
   /** The helper's stderr (diagnostics, DEBUG traces). */
   stderr: string;
-  /** Closes every fd this result holds. */
+  /** Closes every fd this result holds. The link stays (a guest may still use it): see release(). */
   close(): void;
+  /**
+   * Closes the fds and deletes the link: runs the same helper command with
+   * --release=IFNAME (the caller's own link, or any as root). Rejects with
+   * HelperCallError when the helper refuses.
+   */
+  release(): Promise<void>;
 }
 
 /** The helper failed: its exit status, the error it reported, and its stderr. */
@@ -74,14 +80,25 @@ export async function callHelper(call: HelperCall): Promise<HelperResult> {
     throw err;
   }
   libc.closeQuietly(theirs);
+  let result: Omit<HelperResult, 'release'>;
   try {
-    return collect(mine, exit);
+    result = collect(mine, exit);
   } finally {
     libc.closeQuietly(mine);
   }
+  const release = async () => {
+    result.close();
+    const argv = [...call.command, `--release=${result.record.ifname}`];
+    const done = await runToExit(argv, undefined, call.timeoutMs ?? DEFAULT_TIMEOUT_MS, call.env, undefined);
+    if (done.code !== 0) {
+      const line = done.stderr.split('\n').find((l) => l.trim() !== '') ?? '';
+      throw new HelperCallError(`releasing ${result.record.ifname}: helper ${describeExit(done.code, done.signal)}${line ? `: ${line}` : ''}`, { exitCode: done.code, signal: done.signal, stderr: done.stderr });
+    }
+  };
+  return { ...result, release };
 }
 
-function collect(sock: number, exit: { code: number | null; signal: NodeJS.Signals | null; stderr: string }): HelperResult {
+function collect(sock: number, exit: { code: number | null; signal: NodeJS.Signals | null; stderr: string }): Omit<HelperResult, 'release'> {
   const firstStderrLine = exit.stderr.split('\n').find((l) => l.trim() !== '' && !/^\S+ qemu-net-helper:/.test(l));
   let received;
   try {
@@ -125,11 +142,11 @@ function collect(sock: number, exit: { code: number | null; signal: NodeJS.Signa
   }
 }
 
-function runToExit(argv: string[], childSocket: number, timeoutMs: number, env: NodeJS.ProcessEnv | undefined, onSpawn: ((pid: number) => void) | undefined):
+function runToExit(argv: string[], childSocket: number | undefined, timeoutMs: number, env: NodeJS.ProcessEnv | undefined, onSpawn: ((pid: number) => void) | undefined):
   Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), {
-      stdio: ['ignore', 'ignore', 'pipe', childSocket],
+      stdio: childSocket === undefined ? ['ignore', 'ignore', 'pipe'] : ['ignore', 'ignore', 'pipe', childSocket],
       env: env ?? process.env,
     });
     if (child.pid !== undefined) onSpawn?.(child.pid);

@@ -264,4 +264,17 @@ function runToEnd(argv: string[], fd3?: number | 'ignore'): Promise<{ code: numb
       resolve({ code, stdout, stderr });
     });
   });
+
+  t.test('the client API releases what it received: release() closes the fds and deletes the link; a second release is refused', async (t) => {
+    const ns = createNetns(t, 'apirel');
+    addVethPair(ns);
+    const r = await callHelper({ command: [...ns.exec, ...VEPA], args: ['--dev=v0'], timeoutMs: 30_000 });
+    t.same(ns.macvtaps(), [r.record.ifname], 'the link exists');
+    await r.release();
+    t.same(ns.macvtaps(), [], 'release() deleted it');
+    t.throws(() => readQueueInfo(r.tapFds[0]!), 'and its fds are closed');
+    const again = await r.release().catch((e: HelperCallError) => e);
+    t.ok(again instanceof HelperCallError, 'a second release fails');
+    t.match((again as HelperCallError).message, new RegExp(`releasing ${r.record.ifname}: helper exited with status 1: .*is not a link made by qemu-net-helper`));
+  });
 }
