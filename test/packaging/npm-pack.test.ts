@@ -1,5 +1,5 @@
 // The Node module as people install it: `npm pack` (its prepack builds
-// dist/lib), then `npm install` of the tarball in a fresh project, used from
+// dist/lib; npm test has built it already), then `npm install` of the tarball in a fresh project, used from
 // ESM, from CommonJS (Node 24's require of an ES module) and from TypeScript
 // (the declarations resolve and type-check). The tarball carries the library,
 // LICENSE and README only: no tests, no sources of the helpers (which come from
@@ -17,7 +17,10 @@ const run = (cmd: string, args: string[], cwd: string) => spawnSync(cmd, args, {
 t.test('npm pack, then npm install in a fresh project: ESM, CommonJS and TypeScript users get the client API', async (t) => {
   const work = mkdtempSync(join(tmpdir(), 'qnh-npm-pack-'));
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
-  const pack = run('npm', ['pack', '--pack-destination', work, '--json'], REPO);
+  // npm test builds dist/lib first; here prepack (which builds it for people) is not run again, so that no other
+  // test running meanwhile sees dist/lib half rewritten. It is checked to be that build.
+  t.equal(JSON.parse(run(process.execPath, ['-p', 'JSON.stringify(require("./package.json").scripts.prepack)'], REPO).stdout), 'tsc -p tsconfig.build.json', 'prepack builds dist/lib');
+  const pack = run('npm', ['pack', '--ignore-scripts', '--pack-destination', work, '--json'], REPO);
   t.equal(pack.status, 0, pack.stderr);
   const [info] = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const files = info!.files.map((f) => f.path);
