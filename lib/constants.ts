@@ -87,6 +87,11 @@ export const IFLA_MACVLAN_MODE = 1;
 export const IFLA_MACVLAN_FLAGS = 2;
 /** <linux/if_link.h> IFLA_VLAN_*: the 802.1Q id of a "vlan" link (IFLA_INFO_DATA). */
 export const IFLA_VLAN_ID = 1;
+export const IFLA_VLAN_PROTOCOL = 5;
+/** The VLAN protocol of an 802.1Q VLAN (802.1ad, 0x88a8, is another network with the same ids). */
+export const ETH_P_8021Q = 0x8100;
+/** The link's peer/lower device is in another network namespace (its IFLA_LINK is that namespace's ifindex). */
+export const IFLA_LINK_NETNSID = 37;
 /** 802.1Q ids a VLAN may have (0 and 4095 are reserved). */
 export const MIN_VLAN_ID = 1;
 export const MAX_VLAN_ID = 4094;

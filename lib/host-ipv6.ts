@@ -16,7 +16,10 @@
 
 import { writeSync } from 'node:fs';
 import { IPV6_CONF_DIR, O_CLOEXEC, O_NOFOLLOW, O_WRONLY } from './constants.ts';
+import { HelperError } from './errors.ts';
 import * as libc from './libc.ts';
+import { getLinkByIndex, type Link } from './netlink/link.ts';
+import type { NetlinkSocket } from './netlink/socket.ts';
 import { NET_ADMIN, withCapabilities } from './privileges.ts';
 
 /** 'off': disable_ipv6 is 1 now. 'absent': this namespace has no IPv6 for the device (no module, ipv6.disable=1, an MTU under 1280). */
@@ -40,4 +43,21 @@ export function turnOffHostIpv6(name: string): HostIpv6 {
     libc.closeQuietly(fd);
   }
   return 'off';
+}
+
+/** disable_ipv6 on the new (still down) link, confirmed by the kernel's own report of it. */
+export function keepHostIpv6Off(nl: NetlinkSocket, link: Link): HostIpv6 {
+  let result: HostIpv6;
+  try {
+    result = turnOffHostIpv6(link.name);
+  } catch (err) {
+    throw new HelperError(`cannot turn the host's IPv6 off on ${link.name}: ${(err as Error).message}`,
+      'the helper needs a writable /proc/sys/net/ipv6 in its network namespace (a container may mount /proc/sys read-only)');
+  }
+  const reported = getLinkByIndex(nl, link.index)?.ipv6Disabled;
+  if (result === 'off' && reported !== true) throw new HelperError(`the kernel does not report IPv6 off on ${link.name} after disable_ipv6 was written (it says ${reported === undefined ? 'no IPv6' : 'on'})`, 'report this as a bug');
+  if (result === 'absent' && reported !== undefined) {
+    throw new HelperError(`${link.name} has IPv6 (the kernel reports it) but no entry under /proc/sys/net/ipv6/conf`, "check that the helper sees this network namespace's /proc/sys");
+  }
+  return result;
 }

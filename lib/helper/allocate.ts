@@ -33,7 +33,7 @@ import * as libc from '../libc.ts';
 import { writeErr } from '../output.ts';
 import { formatMac, generateMac } from '../mac.ts';
 import { MODE_VALUES, type ModeName } from '../modes.ts';
-import { turnOffHostIpv6, type HostIpv6 } from '../host-ipv6.ts';
+import { keepHostIpv6Off, type HostIpv6 } from '../host-ipv6.ts';
 import { pruneVlans, vlanCarrier } from './vlan.ts';
 import { addMacvtap, deleteLink, getLinkByIndex, listLinks, setLinkAddress, setLinkUp, type Link } from '../netlink/link.ts';
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
@@ -50,6 +50,8 @@ export interface LinkSpec {
   mac: Buffer | undefined;
   /** The group mark of this run (lib/owner.ts markGroup). */
   group: number;
+  /** Whether this run may delete helper VLAN links nothing is on (root's only: lib/helper/vlan.ts says why). */
+  mayPruneVlans: boolean;
 }
 
 export interface Allocation {
@@ -146,7 +148,7 @@ function createOn(nl: NetlinkSocket, spec: LinkSpec, candidate: Candidate): Omit
   try {
     return createOnCarrier(nl, spec, candidate);
   } catch (err) {
-    if (candidate.vlan !== undefined) pruneVlans(nl); // a VLAN made for this run alone goes with its link
+    if (candidate.vlan !== undefined && spec.mayPruneVlans) pruneVlans(nl); // root's run: a VLAN made for it alone goes with its link
     throw err;
   }
 }
@@ -213,23 +215,6 @@ function createOnCarrier(nl: NetlinkSocket, spec: LinkSpec, candidate: Candidate
     }
   }
   throw new HelperError(`every ifindex tried for the new link on ${lower.name} was taken meanwhile (${CREATE_ATTEMPTS} attempts)`, 'retry');
-}
-
-/** disable_ipv6 on the new (still down) link, confirmed by the kernel's own report of it. */
-function keepHostIpv6Off(nl: NetlinkSocket, link: Link): HostIpv6 {
-  let result: HostIpv6;
-  try {
-    result = turnOffHostIpv6(link.name);
-  } catch (err) {
-    throw new HelperError(`cannot turn the host's IPv6 off on ${link.name}: ${(err as Error).message}`,
-      'the helper needs a writable /proc/sys/net/ipv6 in its network namespace (a container may mount /proc/sys read-only)');
-  }
-  const reported = getLinkByIndex(nl, link.index)?.ipv6Disabled;
-  if (result === 'off' && reported !== true) throw new HelperError(`the kernel does not report IPv6 off on ${link.name} after disable_ipv6 was written (it says ${reported === undefined ? 'no IPv6' : 'on'})`, 'report this as a bug');
-  if (result === 'absent' && reported !== undefined) {
-    throw new HelperError(`${link.name} has IPv6 (the kernel reports it) but no entry under /proc/sys/net/ipv6/conf`, "check that the helper sees this network namespace's /proc/sys");
-  }
-  return result;
 }
 
 /** After EEXIST or EBUSY: whether the index is in use by a link that is not ours (rather than the name being taken). */

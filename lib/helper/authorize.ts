@@ -24,6 +24,7 @@ import { ifnameProblem } from '../names.ts';
 import type { Identity } from '../privileges.ts';
 import { listVirtualFunctions } from '../sriov.ts';
 import type { VhostMode } from '../vhost.ts';
+import { VLAN_GROUP } from './vlan.ts';
 import type { CreateRequest } from './options.ts';
 import type { HelperProgram } from './programs.ts';
 
@@ -163,6 +164,10 @@ const STACKED_KINDS: ReadonlySet<string> = new Set(['ipvlan', 'ipvtap']);
 
 /** Why the kernel would not put the macvtap on `lower` itself, or why it cannot work there; undefined when it can. */
 export function lowerDeviceProblem(lower: Link, sysClassNet: string): { reason: string; fix: string } | undefined {
+  if (lower.kind === 'vlan' && lower.group === VLAN_GROUP) {
+    // Decided as the device and VLAN it is, never by a name that appears and goes with use.
+    return { reason: `${lower.name} is a VLAN link the helpers made`, fix: 'ask for the VLAN of the real device: --dev=IFNAME --vlan=ID' };
+  }
   if (lower.kind && REPARENTED_KINDS.has(lower.kind)) {
     return {
       reason: `${lower.name} is a ${lower.kind} device: the kernel would put the macvtap on the device below it instead, which is not what the policy decided on`,
@@ -184,6 +189,10 @@ export function lowerDeviceProblem(lower: Link, sysClassNet: string): { reason: 
 /** Resolves and decides. Throws the refusal when nothing the caller asked for is allowed. */
 export function authorize(nl: NetlinkSocket, req: CreateRequest, ctx: AuthorizeContext): Authorization {
   const asked = whatIsAsked(req, ctx);
+  if (asked.vlan !== undefined && asked.mode === 'passthru') {
+    throw new UsageError(`a VLAN cannot be used in passthru mode: the macvtap would take the whole VLAN link ${asked.vlan} from the host and every other user`,
+      'use vepa, private or bridge mode for a VLAN');
+  }
   const rules = ctx.policy ?? EMPTY_POLICY;
   const pfLink = asked.pf ? getLinkByName(nl, asked.pf) : undefined;
   const candidates: Candidate[] = [];

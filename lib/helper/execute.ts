@@ -89,7 +89,7 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
         if (plan.output.kind === 'probe') {
           deleteLink(nl, link.index);
           debug('probe: deleted %s', link.name);
-          if (plan.vlan !== undefined) pruneVlans(nl);
+          if (plan.vlan !== undefined && plan.caller.uid === 0) pruneVlans(nl);
         } else if (plan.output.kind !== 'persistent' && peerHasHungUp(plan.output.fd)) {
           throw peerGone();
         }
@@ -108,7 +108,7 @@ export function execute(plan: Plan, hooks: ExecuteHooks): HelperRecord {
       const explained = explainVanished(err, nl, link);
       if (privileged || plan.caller.uid === 0) {
         deleteLinkQuietly(nl, link);
-        if (plan.vlan !== undefined) pruneVlans(nl);
+        if (plan.vlan !== undefined && plan.caller.uid === 0) pruneVlans(nl);
         throw explained;
       }
       // Without privileges the link cannot be deleted here; its owner tag makes it stale for --gc.
@@ -171,7 +171,7 @@ function withLimitLock<T>(plan: Plan, fn: () => T): T {
 /** allocateLink, with what occupies a single passthrough device named in its refusal. */
 function allocate(nl: NetlinkSocket, plan: Plan, hooks: ExecuteHooks): ReturnType<typeof allocateLink> {
   try {
-    return allocateLink(nl, { mode: plan.mode, ifname: plan.ifname, mac: plan.mac, group: markGroup(process.pid) },
+    return allocateLink(nl, { mode: plan.mode, ifname: plan.ifname, mac: plan.mac, group: markGroup(process.pid), mayPruneVlans: plan.caller.uid === 0 },
       plan.candidates, plan.pool, () => hooks.checkpoint('before-create'));
   } catch (err) {
     if (!(err instanceof HelperError) || plan.mode !== 'passthru' || plan.pool.isPool) throw err;

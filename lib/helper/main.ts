@@ -162,12 +162,12 @@ function maintain(program: HelperProgram, nl: NetlinkSocket, req: Exclude<Helper
     const hl = releaseLink(nl, req.ifname, caller.uid);
     auditRemoval(program, caller.uid, hl, `released by uid ${caller.uid}`);
     output = `released ${hl.link.name}\n`;
-    for (const name of pruneVlans(nl)) output += `removed ${name}: the VLAN link it was on, now unused\n`;
+    if (caller.uid === 0) for (const name of pruneVlans(nl)) output += `removed ${name}: the VLAN link it was on, now unused\n`;
   } else if (req.action === 'gc') {
     const removed = collectStale(nl, { uid: caller.uid === 0 ? undefined : caller.uid, viewer: caller.uid });
     for (const hl of removed) auditRemoval(program, caller.uid, hl, hl.reason);
     output = removed.map((hl) => `removed ${hl.link.name}: ${hl.reason}\n`).join('');
-    for (const name of pruneVlans(nl)) output += `removed ${name}: a VLAN link of the helpers with nothing on it\n`;
+    if (caller.uid === 0) for (const name of pruneVlans(nl)) output += `removed ${name}: a VLAN link of the helpers with nothing on it\n`;
   }
   dropPrivileges(caller);
   writeOut(output);

@@ -2,23 +2,29 @@
 // `vlan ID`): the VLAN sub-interface of the lower device for that id.
 //
 // One that exists is used, whoever made it (an administrator's eth0.100 is
-// the same network). A missing one is made by the helper: named qnhvlan%d
-// (outside the callers' macvtap... names and any policy name), marked with
-// VLAN_GROUP, brought up. A VLAN link the helper made belongs to no one: it
-// is deleted as soon as no macvlan or macvtap sits on it (pruneVlans), by
-// whichever helper run deletes a link (rollback, --probe, --release, --gc),
-// whatever its user: an unused VLAN of ours is nobody's loss. One made by
-// anyone else is never deleted.
+// the same network); only an 802.1Q one of this namespace's device counts.
+// A missing one is made by the helper: named qnhvlan%d (not a name a caller
+// can give), marked with VLAN_GROUP, created down, the host's IPv6 turned off
+// on it as on a macvtap (lib/host-ipv6.ts: otherwise the host itself would
+// join that VLAN by SLAAC), then brought up; its making is audited.
 //
-// There is no lock between a run that is about to put its macvtap on a VLAN
-// and a run that prunes it: the first then sees ENODEV and looks again
-// (allocate.ts); each prune looks at the VLAN's users just before deleting it.
+// A helper-made VLAN link belongs to no one. It is deleted once nothing sits
+// on it (pruneVlans), but only by root's runs (the gc timer, root's --gc,
+// --release and rollbacks): a check that it is empty and the deletion are two
+// steps, and an unprivileged caller can stop its own helper between them
+// (SIGSTOP) until another user's guest is on the VLAN, whose link the kernel
+// would then delete with it. Root's runs cannot be stopped by users.
+//
+// A run about to put its macvtap on a VLAN that root's prune takes sees
+// ENODEV and looks again (allocate.ts); each prune looks at the VLAN's users
+// just before deleting it.
 
 import { audit, auditField } from '../audit.ts';
 import { HelperError } from '../errors.ts';
 import { logger } from '../log.ts';
 import { writeErr } from '../output.ts';
-import { addVlan, deleteLink, findVlan, listLinks, type Link } from '../netlink/link.ts';
+import { keepHostIpv6Off } from '../host-ipv6.ts';
+import { addVlan, deleteLink, findVlan, listLinks, setLinkUp, type Link } from '../netlink/link.ts';
 import { NetlinkError, type NetlinkSocket } from '../netlink/socket.ts';
 
 const debug = logger('vlan');
@@ -35,10 +41,9 @@ export function vlanCarrier(nl: NetlinkSocket, lower: Link, id: number): Link {
     debug('VLAN %d of %s is %s', id, lower.name, found.name);
     return found;
   }
+  let made: Link;
   try {
-    const made = addVlan(nl, { lowerIndex: lower.index, id, name: VLAN_NAME_TEMPLATE, group: VLAN_GROUP });
-    debug('made %s: VLAN %d of %s', made.name, id, lower.name);
-    return made;
+    made = addVlan(nl, { lowerIndex: lower.index, id, name: VLAN_NAME_TEMPLATE, group: VLAN_GROUP });
   } catch (err) {
     if (!(err instanceof NetlinkError)) throw err;
     // Made by another run in the meantime.
@@ -48,6 +53,22 @@ export function vlanCarrier(nl: NetlinkSocket, lower: Link, id: number): Link {
     if (err.code === 'EOPNOTSUPP') throw new HelperError(`this kernel cannot make VLAN ${id} on ${lower.name}: it has no 802.1Q support${kernel}`, "load it with 'modprobe 8021q'");
     throw new HelperError(`cannot make VLAN ${id} on ${lower.name}: ${err.message}`, 'check the device (ip -d link show), or make the VLAN by hand and retry');
   }
+  try {
+    keepHostIpv6Off(nl, made);
+    setLinkUp(nl, made.index);
+  } catch (err) {
+    // Nothing can be on it yet but a macvtap of a run that found it in this instant, which then fails cleanly.
+    try {
+      deleteLink(nl, made.index);
+    } catch {
+      writeErr(`cannot delete ${made.name} after a failure; delete it with 'ip link del ${made.name}'\n`);
+    }
+    throw err;
+  }
+  audit(AUDIT_TAG, 'notice', [auditField('uid', String(process.getuid?.() ?? -1)), auditField('action', 'create'), auditField('ifname', made.name, true),
+    auditField('ifindex', String(made.index)), auditField('lower', lower.name, true), auditField('vlan', String(id))].join(' '));
+  debug('made %s: VLAN %d of %s', made.name, id, lower.name);
+  return made;
 }
 
 /** Whether a macvlan or macvtap sits on ifindex `index`. */
@@ -55,7 +76,7 @@ function carriesLinks(nl: NetlinkSocket, index: number): boolean {
   return [...listLinks(nl, 'macvtap'), ...listLinks(nl, 'macvlan')].some((l) => l.lowerIndex === index);
 }
 
-/** Deletes every VLAN link the helpers made that nothing sits on; returns their names. Never fails the run. */
+/** Deletes every VLAN link the helpers made that nothing sits on; returns their names. Never fails the run. Root's runs only (see the top). */
 export function pruneVlans(nl: NetlinkSocket): string[] {
   const pruned: string[] = [];
   try {

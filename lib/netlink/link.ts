@@ -5,7 +5,7 @@ import {
   AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_DUMP,
   IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE,
   IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP, IFF_ALLMULTI, IFINFOMSG_LEN, NLA_TYPE_MASK,
-  IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6, IFLA_VLAN_ID,
+  IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6, IFLA_VLAN_ID, IFLA_VLAN_PROTOCOL, ETH_P_8021Q, IFLA_LINK_NETNSID,
 } from '../constants.ts';
 import {
   attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute, NetlinkDecodeError,
@@ -28,6 +28,10 @@ export interface Link {
   macvlanMode: number | undefined;
   /** IFLA_VLAN_ID for vlan links. */
   vlanId: number | undefined;
+  /** IFLA_VLAN_PROTOCOL for vlan links (0x8100 for 802.1Q). */
+  vlanProtocol: number | undefined;
+  /** IFLA_LINK_NETNSID: lowerIndex is an ifindex of another network namespace. */
+  lowerInOtherNetns: boolean;
   alias: string | undefined;
   /** The device group (IFLA_GROUP), 0 by default. */
   group: number;
@@ -51,6 +55,7 @@ export function parseLink(msg: NetlinkMessage): Link {
   let kind: string | undefined;
   let macvlanMode: number | undefined;
   let vlanId: number | undefined;
+  let vlanProtocol: number | undefined;
   const linkinfo = findAttribute(attributes, IFLA_LINKINFO);
   if (linkinfo) {
     const info = decodeAttributes(linkinfo.value);
@@ -62,8 +67,11 @@ export function parseLink(msg: NetlinkMessage): Link {
       macvlanMode = mode ? attrU32(mode) : undefined;
     }
     if (data && kind === 'vlan') {
-      const id = findAttribute(decodeAttributes(data.value), IFLA_VLAN_ID);
+      const vlanData = decodeAttributes(data.value);
+      const id = findAttribute(vlanData, IFLA_VLAN_ID);
       if (id && id.value.length >= 2) vlanId = id.value.readUInt16LE(0);
+      const proto = findAttribute(vlanData, IFLA_VLAN_PROTOCOL);
+      if (proto && proto.value.length >= 2) vlanProtocol = proto.value.readUInt16BE(0); // __be16
     }
   }
   const altNames: string[] = [];
@@ -77,6 +85,8 @@ export function parseLink(msg: NetlinkMessage): Link {
     kind,
     macvlanMode,
     vlanId,
+    vlanProtocol,
+    lowerInOtherNetns: findAttribute(attributes, IFLA_LINK_NETNSID) !== undefined,
     alias: alias ? aliasText(alias) : undefined,
     group: group ? attrU32(group) : 0,
     altNames,
@@ -254,15 +264,18 @@ export interface VlanSpec {
 }
 
 /**
- * Creates an 802.1Q VLAN link, up, and returns it, found again by lower device and id (the
+ * Creates an 802.1Q VLAN link, down, and returns it, found again by lower device and id (the
  * kernel allows one link per id on a device; without the echo 6.1 does not send, that is
  * how it is found). EEXIST means that VLAN (or that name) exists already.
  */
 export function addVlan(nl: NetlinkSocket, spec: VlanSpec): Link {
-  nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([ifinfo(0, IFF_UP, IFF_UP),
+  const protocol = Buffer.alloc(2);
+  protocol.writeUInt16BE(ETH_P_8021Q, 0);
+  nl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([ifinfo(0),
     attr.u32(IFLA_LINK, spec.lowerIndex),
     attr.string(IFLA_IFNAME, spec.name),
-    attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, 'vlan'), attr.nested(IFLA_INFO_DATA, [attr.u16(IFLA_VLAN_ID, spec.id)])]),
+    attr.nested(IFLA_LINKINFO, [attr.string(IFLA_INFO_KIND, 'vlan'),
+      attr.nested(IFLA_INFO_DATA, [attr.u16(IFLA_VLAN_ID, spec.id), attr.bytes(IFLA_VLAN_PROTOCOL, protocol)])]),
     attr.u32(IFLA_GROUP, spec.group),
   ]), `RTM_NEWLINK vlan ${spec.id} on ifindex ${spec.lowerIndex}`);
   const link = findVlan(nl, spec.lowerIndex, spec.id);
@@ -270,9 +283,9 @@ export function addVlan(nl: NetlinkSocket, spec: VlanSpec): Link {
   return link;
 }
 
-/** The VLAN link of id `id` on ifindex `lowerIndex`, if there is one. */
+/** The 802.1Q VLAN link of id `id` on ifindex `lowerIndex` of this namespace, if there is one. */
 export function findVlan(nl: NetlinkSocket, lowerIndex: number, id: number): Link | undefined {
-  return listLinks(nl, 'vlan').find((l) => l.lowerIndex === lowerIndex && l.vlanId === id);
+  return listLinks(nl, 'vlan').find((l) => l.lowerIndex === lowerIndex && !l.lowerInOtherNetns && l.vlanId === id && (l.vlanProtocol ?? ETH_P_8021Q) === ETH_P_8021Q);
 }
 
 /** Brings a link up (IFF_UP, nothing else changed). */

@@ -177,8 +177,11 @@ function qualifierMismatch(rule: Rule, req: PolicyRequest): string | undefined {
   if (req.persistent && !rule.persistent) return `${at} does not allow persistent links`;
   if (req.allmulti === 'on' && !rule.allmulti) return `${at} turns allmulticast off`;
   // A rule about a network grants that network's VLAN; any other grants the ids it lists.
-  if (req.vlan !== undefined && rule.target.kind !== 'network' && !rule.vlans.includes(req.vlan)) {
-    return rule.vlans.length ? `${at} allows only VLAN ${describeIds(rule.vlans)}` : `${at} allows no VLAN`;
+  // A rule with vlan IDS grants those VLANs only, not the untagged device: an
+  // administrator who gives a user VLAN 100 has not given them the native LAN.
+  if (rule.target.kind !== 'network') {
+    if (req.vlan !== undefined && !rule.vlans.includes(req.vlan)) return rule.vlans.length ? `${at} allows only VLAN ${describeIds(rule.vlans)}` : `${at} allows no VLAN`;
+    if (req.vlan === undefined && rule.vlans.length) return `${at} allows only VLAN ${describeIds(rule.vlans)}, not untagged use`;
   }
   if (!netnsCovers(rule, req.netns)) return `${at} allows it only in ${describeNetnsSpec(rule)}`;
   return undefined;

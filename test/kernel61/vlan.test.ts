@@ -87,6 +87,9 @@ else {
     t.ok(carrier, 'a VLAN 100 link on v0 exists');
     t.match(carrier?.ifname, /^qnhvlan\d+$/, 'named by the helper');
     t.equal(ns.link(r.record.ifname)?.link, carrier?.ifname, 'the macvtap is on it');
+    const ipv6 = spawnSync('ip', ['netns', 'exec', ns.name, 'cat', `/proc/sys/net/ipv6/conf/${carrier?.ifname}/disable_ipv6`], { encoding: 'utf8' }).stdout.trim();
+    t.equal(ipv6, '1', 'the host\'s IPv6 is off on the VLAN link it made (no SLAAC of the host on that VLAN)');
+    t.same((JSON.parse(ns.ip('-6', '-j', 'addr', 'show', 'dev', String(carrier?.ifname))) as Array<{ addr_info: unknown[] }>).flatMap((l) => l.addr_info), [], 'and no host address there');
     const line = await captureOneFrame(ns, 'v1', 'vlan 100 and arp', () => {
       writeSync(r.tapFds[0]!, Buffer.concat([Buffer.alloc(VIRTIO_NET_HDR_LEN), arpRequest(r.record.mac, '169.254.100.2', '169.254.100.1')]));
     });
@@ -119,22 +122,34 @@ else {
     t.same([ns.macvtaps(), oursLeft(ns)], [[], []], 'and rolls back the macvtap and the VLAN it made');
   });
 
-  t.test('an unprivileged user: the policy\'s vlan ids decide; a refused VLAN makes nothing', async (t) => {
+  t.test('an unprivileged user: the policy\'s vlan ids decide, untagged and passthru are refused, a refused VLAN makes nothing, only root deletes a VLAN', async (t) => {
     const ALICE = 64_071;
     const { dir, path: capNode } = makeCapNode(t, 'qnh-vlan-');
     const ns = createNetns(t, 'vlanuser');
     addVethPair(ns);
+    addVethPair(ns, 'w0', 'w1');
     const policy = `${dir}/policy.conf`;
-    writeFileSync(policy, `allow user ${ALICE} dev v0 vlan 100 netns ${ns.name}\nallow user ${ALICE} dev v0 netns ${ns.name}\n`, { mode: 0o644 });
-    const as = (args: string[]) => spawnSync(ns.exec[0]!, [...ns.exec.slice(1), 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
-      capNode, `${REPO}test/support/helper-with-seams.ts`, 'qemu-net-helper-vepa', `--seam-policy=${policy}`, '--', ...args], { encoding: 'utf8', timeout: 90_000 });
+    writeFileSync(policy, `allow user ${ALICE} dev v0 vlan 100 netns ${ns.name}\nallow user ${ALICE} dev w0 vlan 100 mode passthru netns ${ns.name}\n`, { mode: 0o644 });
+    const as = (args: string[], program = 'qemu-net-helper-vepa') => spawnSync(ns.exec[0]!, [...ns.exec.slice(1), 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
+      capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args], { encoding: 'utf8', timeout: 90_000 });
     const refused = as(['--dev=v0', '--vlan=101', '--probe']);
     t.equal(refused.status, 1, `exit ${refused.status}${refused.signal ? `, killed by ${refused.signal}` : ''}${refused.error ? `, ${refused.error.message}` : ''}`);
     t.match(refused.stderr, /^qemu-net-helper-vepa: .*v0 VLAN 101 in mode vepa.*allows only VLAN 100/);
     t.same([ns.macvtaps(), vlanLinks(ns)], [[], []], 'the refusal made nothing');
+    const untagged = as(['--dev=v0', '--probe']);
+    t.equal(untagged.status, 1, 'a VLAN grant is not an untagged grant');
+    t.match(untagged.stderr, /allows only VLAN 100, not untagged use/);
+    const passthru = as(['--dev=w0', '--vlan=100', '--probe'], 'qemu-net-helper-passthrough');
+    t.equal(passthru.status, 2, 'passthru on a VLAN is refused');
+    t.match(passthru.stderr, /a VLAN cannot be used in passthru mode/);
     const allowed = as(['--dev=v0', '--vlan=100', '--probe', '--json']);
     t.equal(allowed.status, 0, `${allowed.stderr}${allowed.signal ? ` (killed by ${allowed.signal})` : ''}`);
     t.match(JSON.parse(allowed.stdout || '{}'), { vlan: 100, lower: 'v0' });
-    t.same(oursLeft(ns), [], 'the user\'s probe left no VLAN');
+    t.equal(oursLeft(ns).length, 1, 'a user\'s run never deletes a helper VLAN (a stopped pruner could take another user\'s guest with it)');
+    const direct = as(['--dev=' + String(oursLeft(ns)[0]?.ifname), '--probe']);
+    t.match(direct.stderr, /is a VLAN link the helpers made; ask for the VLAN of the real device/, 'nor can it be asked for by its name');
+    const gc = helperAction(ns, '--gc');
+    t.match(gc.stdout, /^removed qnhvlan\d+: a VLAN link of the helpers with nothing on it$/m, 'root\'s --gc (the timer) deletes it');
+    t.same(oursLeft(ns), [], 'gone');
   });
 }

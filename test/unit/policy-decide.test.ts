@@ -318,6 +318,9 @@ t.test('VLANs: an untagged rule grants no VLAN, a vlan rule grants its ids, a ne
   t.equal(tagged.allow, false, 'alice\'s untagged rule does not grant VLAN 100');
   t.match(tagged.allow ? '' : tagged.reason, /eth0 VLAN 100 in mode vepa.*allows no VLAN/);
   t.equal(d(p, { ...bob, vlan: 101 }).allow, true, 'bob: VLAN 101 of his range');
+  const untagged = d(p, bob);
+  t.equal(untagged.allow, false, 'a VLAN grant is not an untagged grant');
+  t.match(untagged.allow ? '' : untagged.reason, /allows only VLAN 100-101, not untagged use/);
   const outside = d(p, { ...bob, vlan: 102 });
   t.match(outside.allow ? '' : outside.reason, /allows only VLAN 100-101/);
   t.equal(d(p, { via: { kind: 'network', name: 'lan7' }, vlan: 7 }).allow, true, 'the network grants its VLAN');
