@@ -2,9 +2,9 @@
 // device, which the helper makes when missing and deletes with its last link,
 // and reuses (and never deletes) when someone else made it. This machine's
 // kernel has no 802.1Q support; the Debian 12 kernel job
-// (test/kernel61/debian-kernel.test.ts) loads 8021q, and this file runs there.
-// Elsewhere it skips only where the kernel cannot make a VLAN and it is not in
-// that job.
+// (test/kernel61/debian-kernel.test.ts) loads 8021q, and this file runs there
+// (named *.guest.ts, npm test on this machine does not pick it up). Run by
+// hand it skips only where the kernel cannot make a VLAN and it is not in that job.
 //
 // The guest is the test itself on the tap queue: it sends an ARP request for
 // the peer's VLAN 100 address and reads the answer; tcpdump on the peer's
@@ -21,7 +21,7 @@ import { makeCapNode } from '../support/cap-node.ts';
 import { captureOneFrame } from '../support/capture.ts';
 import { helperAction } from '../support/helper-actions.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
-import { REPO, seamedHelper, VEPA } from '../support/paths.ts';
+import { REPO, retryGuestCrash, seamedHelper, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 
 const inKernelJob = Boolean(process.env.QNH_KERNEL_GUEST);
@@ -130,8 +130,8 @@ else {
     addVethPair(ns, 'w0', 'w1');
     const policy = `${dir}/policy.conf`;
     writeFileSync(policy, `allow user ${ALICE} dev v0 vlan 100 netns ${ns.name}\nallow user ${ALICE} dev w0 vlan 100 mode passthru netns ${ns.name}\n`, { mode: 0o644 });
-    const as = (args: string[], program = 'qemu-net-helper-vepa') => spawnSync(ns.exec[0]!, [...ns.exec.slice(1), 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
-      capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args], { encoding: 'utf8', timeout: 90_000 });
+    const as = (args: string[], program = 'qemu-net-helper-vepa') => retryGuestCrash(() => spawnSync(ns.exec[0]!, [...ns.exec.slice(1), 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
+      capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args], { encoding: 'utf8', timeout: 90_000 }), (s) => t.comment(s));
     const refused = as(['--dev=v0', '--vlan=101', '--probe']);
     t.equal(refused.status, 1, `exit ${refused.status}${refused.signal ? `, killed by ${refused.signal}` : ''}${refused.error ? `, ${refused.error.message}` : ''}`);
     t.match(refused.stderr, /^qemu-net-helper-vepa: .*v0 VLAN 101 in mode vepa.*allows only VLAN 100/);
@@ -140,7 +140,7 @@ else {
     t.equal(untagged.status, 1, 'a VLAN grant is not an untagged grant');
     t.match(untagged.stderr, /allows only VLAN 100, not untagged use/);
     const passthru = as(['--dev=w0', '--vlan=100', '--probe'], 'qemu-net-helper-passthrough');
-    t.equal(passthru.status, 2, 'passthru on a VLAN is refused');
+    t.equal(passthru.status, 1, 'passthru on a VLAN is refused');
     t.match(passthru.stderr, /a VLAN cannot be used in passthru mode/);
     const allowed = as(['--dev=v0', '--vlan=100', '--probe', '--json']);
     t.equal(allowed.status, 0, `${allowed.stderr}${allowed.signal ? ` (killed by ${allowed.signal})` : ''}`);
