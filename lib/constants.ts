@@ -70,6 +70,7 @@ export const IFALIASZ = 256; // including the terminating NUL
 export const IFLA_NET_NS_PID = 19;
 export const IFLA_EXT_MASK = 29;
 export const IFLA_GROUP = 27;
+export const IFLA_MASTER = 10;
 export const IFLA_PROP_LIST = 52;
 export const IFLA_ALT_IFNAME = 53;
 /** Per address family link attributes; AF_INET6's carry IFLA_INET6_CONF, the device's ipv6 sysctls as an s32 array. */

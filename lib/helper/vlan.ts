@@ -71,9 +71,14 @@ export function vlanCarrier(nl: NetlinkSocket, lower: Link, id: number): Link {
   return made;
 }
 
-/** Whether a macvlan or macvtap sits on ifindex `index`. */
-function carriesLinks(nl: NetlinkSocket, index: number): boolean {
-  return [...listLinks(nl, 'macvtap'), ...listLinks(nl, 'macvlan')].some((l) => l.lowerIndex === index);
+/**
+ * Whether anything uses the VLAN link `vlan`: a link of any kind on it (macvtap, macvlan,
+ * another VLAN, ipvlan) or a bridge or bond it was made a port of (an administrator who
+ * adopted it). One dump of every link: this runs in root's collection only.
+ */
+function inUse(nl: NetlinkSocket, vlan: Link): boolean {
+  if (vlan.masterIndex !== undefined) return true;
+  return listLinks(nl).some((l) => l.index !== vlan.index && l.lowerIndex === vlan.index && !l.lowerInOtherNetns);
 }
 
 /** Deletes every VLAN link the helpers made that nothing sits on; returns their names. Never fails the run. Root's runs only (see the top). */
@@ -81,7 +86,7 @@ export function pruneVlans(nl: NetlinkSocket): string[] {
   const pruned: string[] = [];
   try {
     for (const vlan of listLinks(nl, 'vlan').filter((l) => l.group === VLAN_GROUP)) {
-      if (carriesLinks(nl, vlan.index)) continue;
+      if (inUse(nl, vlan)) continue;
       try {
         // Decided, logged, then done.
         audit(AUDIT_TAG, 'notice', [auditField('uid', String(process.getuid?.() ?? -1)), auditField('action', 'delete'), auditField('ifname', vlan.name, true),

@@ -5,7 +5,7 @@ import {
   AF_UNSPEC, RTM_NEWLINK, RTM_GETLINK, RTM_DELLINK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_DUMP,
   IFLA_ADDRESS, IFLA_IFNAME, IFLA_LINK, IFLA_LINKINFO, IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_MACVLAN_MODE,
   IFLA_IFALIAS, IFLA_GROUP, IFLA_ALT_IFNAME, IFLA_PROP_LIST, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS, IFF_UP, IFF_ALLMULTI, IFINFOMSG_LEN, NLA_TYPE_MASK,
-  IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6, IFLA_VLAN_ID, IFLA_VLAN_PROTOCOL, ETH_P_8021Q, IFLA_LINK_NETNSID,
+  IFLA_AF_SPEC, AF_INET6, IFLA_INET6_CONF, DEVCONF_DISABLE_IPV6, IFLA_VLAN_ID, IFLA_VLAN_PROTOCOL, ETH_P_8021Q, IFLA_LINK_NETNSID, IFLA_MASTER,
 } from '../constants.ts';
 import {
   attr, attrString, attrU32, decodeAttributes, decodeIfInfoMsg, encodeIfInfoMsg, findAttribute, NetlinkDecodeError,
@@ -32,6 +32,8 @@ export interface Link {
   vlanProtocol: number | undefined;
   /** IFLA_LINK_NETNSID: lowerIndex is an ifindex of another network namespace. */
   lowerInOtherNetns: boolean;
+  /** IFLA_MASTER: the bridge or bond this link is a port of. */
+  masterIndex: number | undefined;
   alias: string | undefined;
   /** The device group (IFLA_GROUP), 0 by default. */
   group: number;
@@ -87,11 +89,17 @@ export function parseLink(msg: NetlinkMessage): Link {
     vlanId,
     vlanProtocol,
     lowerInOtherNetns: findAttribute(attributes, IFLA_LINK_NETNSID) !== undefined,
+    masterIndex: masterOf(attributes),
     alias: alias ? aliasText(alias) : undefined,
     group: group ? attrU32(group) : 0,
     altNames,
     ipv6Disabled: ipv6DisabledOf(attributes),
   };
+}
+
+function masterOf(attributes: Attribute[]): number | undefined {
+  const master = findAttribute(attributes, IFLA_MASTER);
+  return master ? attrU32(master) : undefined;
 }
 
 /** disable_ipv6 of the link from IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_CONF; undefined when the kernel sends none. */

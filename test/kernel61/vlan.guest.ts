@@ -148,8 +148,16 @@ else {
     t.equal(oursLeft(ns).length, 1, 'a user\'s run never deletes a helper VLAN (a stopped pruner could take another user\'s guest with it)');
     const direct = as(['--dev=' + String(oursLeft(ns)[0]?.ifname), '--probe']);
     t.match(direct.stderr, /is a VLAN link the helpers made; ask for the VLAN of the real device/, 'nor can it be asked for by its name');
+    const vlanName = String(oursLeft(ns)[0]?.ifname);
+    ns.ip('link', 'add', 'qnhtestbr0', 'type', 'bridge');
+    ns.ip('link', 'set', vlanName, 'master', 'qnhtestbr0');
+    t.notMatch(helperAction(ns, '--gc').stdout, /removed qnhvlan/, 'root\'s --gc keeps it while an administrator has made it a bridge port');
+    ns.ip('link', 'set', vlanName, 'nomaster');
+    ns.ip('link', 'add', 'link', vlanName, 'name', 'qnhtestqinq', 'type', 'vlan', 'id', '7');
+    t.notMatch(helperAction(ns, '--gc').stdout, /removed qnhvlan/, 'and while another VLAN sits on it');
+    ns.ip('link', 'del', 'qnhtestqinq');
     const gc = helperAction(ns, '--gc');
-    t.match(gc.stdout, /^removed qnhvlan\d+: a VLAN link of the helpers with nothing on it$/m, 'root\'s --gc (the timer) deletes it');
+    t.match(gc.stdout, /^removed qnhvlan\d+: a VLAN link of the helpers with nothing on it$/m, 'root\'s --gc (the timer) deletes it once nothing uses it');
     t.same(oursLeft(ns), [], 'gone');
   });
 }
