@@ -12,13 +12,13 @@
 // in the helper's own network namespace (/proc/sys/net follows the opener's)
 // with CAP_NET_ADMIN, which the kernel's net sysctl permission check honours
 // in place of root's ownership. The caller of turnOffHostIpv6 reads the
-// result back through rtnetlink (Link.ipv6Disabled), the kernel's own word.
+// result back through rtnetlink (getLinkIpv6Disabled), the kernel's own word.
 
 import { writeSync } from 'node:fs';
 import { IPV6_CONF_DIR, O_CLOEXEC, O_NOFOLLOW, O_WRONLY } from './constants.ts';
 import { HelperError } from './errors.ts';
 import * as libc from './libc.ts';
-import { getLinkByIndex, type Link } from './netlink/link.ts';
+import { getLinkIpv6Disabled, type Link } from './netlink/link.ts';
 import type { NetlinkSocket } from './netlink/socket.ts';
 import { NET_ADMIN, withCapabilities } from './privileges.ts';
 
@@ -54,7 +54,7 @@ export function keepHostIpv6Off(nl: NetlinkSocket, link: Link): HostIpv6 {
     throw new HelperError(`cannot turn the host's IPv6 off on ${link.name}: ${(err as Error).message}`,
       'the helper needs a writable /proc/sys/net/ipv6 in its network namespace (a container may mount /proc/sys read-only)');
   }
-  const reported = getLinkByIndex(nl, link.index)?.ipv6Disabled;
+  const reported = getLinkIpv6Disabled(nl, link.index);
   if (result === 'off' && reported !== true) throw new HelperError(`the kernel does not report IPv6 off on ${link.name} after disable_ipv6 was written (it says ${reported === undefined ? 'no IPv6' : 'on'})`, 'report this as a bug');
   if (result === 'absent' && reported !== undefined) {
     throw new HelperError(`${link.name} has IPv6 (the kernel reports it) but no entry under /proc/sys/net/ipv6/conf`, "check that the helper sees this network namespace's /proc/sys");

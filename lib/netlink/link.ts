@@ -38,8 +38,6 @@ export interface Link {
   /** The device group (IFLA_GROUP), 0 by default. */
   group: number;
   altNames: string[];
-  /** The device's disable_ipv6 sysctl as the kernel reports it (IFLA_AF_SPEC); undefined without IPv6. */
-  ipv6Disabled: boolean | undefined;
 }
 
 function macToString(b: Buffer): string {
@@ -93,7 +91,6 @@ export function parseLink(msg: NetlinkMessage): Link {
     alias: alias ? aliasText(alias) : undefined,
     group: group ? attrU32(group) : 0,
     altNames,
-    ipv6Disabled: ipv6DisabledOf(attributes),
   };
 }
 
@@ -102,7 +99,22 @@ function masterOf(attributes: Attribute[]): number | undefined {
   return master ? attrU32(master) : undefined;
 }
 
-/** disable_ipv6 of the link from IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_CONF; undefined when the kernel sends none. */
+/**
+ * The link's disable_ipv6 sysctl as the kernel reports it (IFLA_AF_SPEC / AF_INET6 /
+ * IFLA_INET6_CONF), undefined when the link has no IPv6 or is gone. Asked for one link
+ * when needed rather than decoded in every listing (listings of a thousand links are a
+ * helper run's largest cost).
+ */
+export function getLinkIpv6Disabled(nl: NetlinkSocket, index: number): boolean | undefined {
+  try {
+    const replies = nl.request(RTM_GETLINK, 0, Buffer.concat([ifinfo(index), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]), `RTM_GETLINK index ${index}`);
+    return replies[0] ? ipv6DisabledOf(decodeIfInfoMsg(replies[0].payload).attributes) : undefined;
+  } catch (err) {
+    if (isNoSuchDevice(err)) return undefined;
+    throw err;
+  }
+}
+
 function ipv6DisabledOf(attributes: Attribute[]): boolean | undefined {
   const spec = findAttribute(attributes, IFLA_AF_SPEC);
   const inet6 = spec && findAttribute(decodeAttributes(spec.value), AF_INET6);
