@@ -106,13 +106,8 @@ export async function runAttach(req: AttachRequest, env: NodeJS.ProcessEnv): Pro
   const r = plan.requests[0]!;
   const show = req.verbose ? err : undefined;
 
-  let qmp: Qmp;
-  try {
-    qmp = connect(req.qmp);
-  } catch (e) {
-    err(failure(e));
-    return EXIT_FAILURE;
-  }
+  const qmp = connectOrReport(req.qmp);
+  if (!qmp) return EXIT_FAILURE;
   let interrupted: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => { interrupted ??= sig; };
   for (const sig of INTERRUPTS) process.on(sig, onSignal);
@@ -228,16 +223,21 @@ export function macvtapOfFd(pid: number, fd: number, proc = '/proc', sys = '/sys
   return m[1]!;
 }
 
+/** QEMU's QMP socket, or undefined after printing why it cannot be reached. */
+function connectOrReport(path: string): Qmp | undefined {
+  try {
+    return connect(path);
+  } catch (e) {
+    err(failure(e));
+    return undefined;
+  }
+}
+
 /** Runs `qemu-net-launch detach`. */
 export async function runDetach(req: DetachRequest, _env: NodeJS.ProcessEnv): Promise<number> {
   const show = req.verbose ? err : undefined;
-  let qmp: Qmp;
-  try {
-    qmp = connect(req.qmp);
-  } catch (e) {
-    err(failure(e));
-    return EXIT_FAILURE;
-  }
+  const qmp = connectOrReport(req.qmp);
+  if (!qmp) return EXIT_FAILURE;
   const step = (name: string, args: Record<string, unknown>, timeoutMs = QMP_TIMEOUT_MS) => {
     show?.(`# QMP ${name} ${JSON.stringify(args)}`);
     return qmp.execute(name, args, { timeoutMs });

@@ -106,13 +106,8 @@ function masterOf(attributes: Attribute[]): number | undefined {
  * helper run's largest cost).
  */
 export function getLinkIpv6Disabled(nl: NetlinkSocket, index: number): boolean | undefined {
-  try {
-    const replies = nl.request(RTM_GETLINK, 0, Buffer.concat([ifinfo(index), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]), `RTM_GETLINK index ${index}`);
-    return replies[0] ? ipv6DisabledOf(decodeIfInfoMsg(replies[0].payload).attributes) : undefined;
-  } catch (err) {
-    if (isNoSuchDevice(err)) return undefined;
-    throw err;
-  }
+  const msg = getLinkMessage(nl, index);
+  return msg ? ipv6DisabledOf(decodeIfInfoMsg(msg.payload).attributes) : undefined;
 }
 
 function ipv6DisabledOf(attributes: Attribute[]): boolean | undefined {
@@ -167,11 +162,17 @@ export function getLinkByName(nl: NetlinkSocket, name: string): Link | undefined
 }
 
 export function getLinkByIndex(nl: NetlinkSocket, index: number): Link | undefined {
+  const msg = getLinkMessage(nl, index);
+  return msg ? parseLink(msg) : undefined;
+}
+
+/** The kernel's RTM_NEWLINK answer about ifindex `index`, undecoded; undefined when there is no such link. */
+function getLinkMessage(nl: NetlinkSocket, index: number): NetlinkMessage | undefined {
   try {
     const replies = nl.request(RTM_GETLINK, 0,
       Buffer.concat([ifinfo(index), attr.u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]),
       `RTM_GETLINK index ${index}`);
-    return replies[0] ? parseLink(replies[0]) : undefined;
+    return replies[0];
   } catch (err) {
     if (isNoSuchDevice(err)) return undefined;
     throw err;
