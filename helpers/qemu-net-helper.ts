@@ -2,18 +2,21 @@
 // helper's name (qemu-net-helper-vepa, -bridge, -passthrough) as hard links;
 // it runs the helper it was executed as (lib/executable.ts). Entry point only.
 // From source, run the helpers' own entry points (helpers/qemu-net-helper-vepa.ts, ...).
+//
+// --help, --version and usage errors are answered before koffi is loaded
+// (lib/early.ts); everything else runs lib/helper/main.ts, whose modules load it.
 import '../lib/harden.ts'; // first: see lib/harden.ts
+import { answerEarly, startFullRun } from '../lib/early.ts';
 import { programFromExecutable, unknownExecutableMessage } from '../lib/executable.ts';
-import { runHelperAndExit } from '../lib/helper/main.ts';
+import { EXIT_FAILURE } from '../lib/exit-status.ts';
+import { helperEarlyAnswer } from '../lib/helper/early.ts';
 import { HELPER_PROGRAMS } from '../lib/helper/programs.ts';
-import { exitImmediately } from '../lib/libc.ts';
-import { writeErr } from '../lib/output.ts';
 
-const name = programFromExecutable(HELPER_PROGRAMS.map((p) => p.name));
-const program = HELPER_PROGRAMS.find((p) => p.name === name);
-if (program) {
-  runHelperAndExit(program, process.argv.slice(2));
-} else {
-  writeErr(`qemu-net-helper: ${unknownExecutableMessage(HELPER_PROGRAMS.map((p) => p.name))}\n`);
-  exitImmediately(1);
+const names = HELPER_PROGRAMS.map((p) => p.name);
+const program = HELPER_PROGRAMS.find((p) => p.name === programFromExecutable(names));
+if (!program) answerEarly({ status: EXIT_FAILURE, stderr: `qemu-net-helper: ${unknownExecutableMessage(names)}\n` });
+else {
+  const argv = process.argv.slice(2);
+  answerEarly(helperEarlyAnswer(program, argv));
+  startFullRun(program.name, () => import('../lib/helper/main.ts'), (main) => main.runHelperAndExit(program, argv));
 }

@@ -32,11 +32,19 @@ export const DEFAULT_KOFFI_NATIVE_PATH = '/usr/lib/qemu-net-helper/koffi.node';
 
 declare const QNH_KOFFI_NATIVE_PATH: string | undefined;
 declare const QNH_KOFFI_VERSION: string | undefined;
+declare const QNH_INSTALL_COMMAND: string | undefined;
 
 /** The bundle's compiled-in path of koffi.node; undefined when running from source. */
 export const KOFFI_NATIVE_PATH: string | undefined = typeof QNH_KOFFI_NATIVE_PATH === 'string' ? QNH_KOFFI_NATIVE_PATH : undefined;
 /** The koffi version the bundle was built against; the native module must report the same. */
 const KOFFI_VERSION: string | undefined = typeof QNH_KOFFI_VERSION === 'string' ? QNH_KOFFI_VERSION : undefined;
+/**
+ * How the people who installed this executable install koffi.node again: the
+ * build says (packaging/build.ts --install-command; the .deb and the RPM set
+ * their package manager's command).
+ */
+export const DEFAULT_INSTALL_COMMAND = 'packaging/install.sh, as root, in the source tree these programs were built from';
+const INSTALL_COMMAND: string = typeof QNH_INSTALL_COMMAND === 'string' ? QNH_INSTALL_COMMAND : DEFAULT_INSTALL_COMMAND;
 
 /** Components of a path we accept: a normalised absolute path, no '.', '..' or empty parts. */
 const MAX_COMPONENTS = 64;
@@ -83,26 +91,39 @@ export function untrustedReason(path: string, lstat: LstatFn = lstatSync): strin
   return undefined;
 }
 
+/** Whether `path` (or a directory above it) does not exist: nothing was installed there, rather than something untrusted. */
+function isMissing(path: string, lstat: LstatFn): boolean {
+  try {
+    lstat(path);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR';
+  }
+}
+
 /**
  * Loads koffi's native module from `path` after the trust check. Throws a
- * HelperError (cause; fix) when the file cannot be trusted or loaded.
+ * HelperError (cause; fix) when the file is missing or cannot be trusted or
+ * loaded; the fix names `installCommand`, the command that installs it.
  */
-export function loadKoffiNative(path: string, expectedVersion?: string, lstat: LstatFn = lstatSync): Koffi {
-  const fix = 'reinstall the qemu-net-helper package, or make the file and its directories root-owned and not writable by group or others';
+export function loadKoffiNative(path: string, expectedVersion?: string, lstat: LstatFn = lstatSync, installCommand = INSTALL_COMMAND): Koffi {
+  const reinstall = `install it again with ${installCommand}`;
+  if (path.startsWith('/') && isMissing(path, lstat)) throw new HelperError(`koffi's native module ${path} is missing`, reinstall);
+  const fix = `${reinstall}, or make the file and its directories root-owned and not writable by group or others`;
   const why = untrustedReason(path, lstat);
   if (why) throw new HelperError(`refusing to load koffi's native module: ${why}`, fix);
   const module = { exports: {} as Record<string, unknown> };
   try {
     process.dlopen(module, path, osConstants.dlopen.RTLD_NOW);
   } catch (err) {
-    throw new HelperError(`cannot load koffi's native module ${path}: ${(err as Error).message}`, fix);
+    throw new HelperError(`cannot load koffi's native module ${path}: ${(err as Error).message}`, reinstall);
   }
   const native = module.exports;
   if (typeof native.load !== 'function' || typeof native.version !== 'string') {
-    throw new HelperError(`${path} is not koffi's native module`, fix);
+    throw new HelperError(`${path} is not koffi's native module`, reinstall);
   }
   if (expectedVersion !== undefined && native.version !== expectedVersion) {
-    throw new HelperError(`${path} is koffi ${native.version}, but this program was built with koffi ${expectedVersion}`, 'reinstall the qemu-net-helper package');
+    throw new HelperError(`${path} is koffi ${native.version}, but this program was built with koffi ${expectedVersion}`, reinstall);
   }
   return native as unknown as Koffi;
 }
@@ -116,7 +137,11 @@ function loadKoffi(): Koffi {
     if (!isSea()) throw new HelperError('this bundle only runs as a single executable', "run the installed helper, or the sources with 'node helpers/NAME.ts'");
     return loadKoffiNative(KOFFI_NATIVE_PATH, KOFFI_VERSION);
   }
-  return createRequire(import.meta.url)('koffi') as Koffi;
+  try {
+    return createRequire(import.meta.url)('koffi') as Koffi;
+  } catch (err) {
+    throw new HelperError(`cannot load koffi from node_modules: ${(err as Error).message.split('\n')[0]}`, 'run npm ci in the source tree');
+  }
 }
 
 const koffi: Koffi = loadKoffi();

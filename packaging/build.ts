@@ -22,7 +22,11 @@
 // is the only way to change it. dist/sea/build.json records what was built
 // (packaging/install.sh and packaging/deb.ts read it).
 //
-// Usage: node packaging/build.ts [--prefix=/usr] [--libdir=DIR] [--dist=DIR] [ENTRY.ts ...]
+// A missing koffi.node is reported with the command that installs it
+// again: `--install-command=CMD` (packaging/deb.ts and the RPM spec give
+// their package manager's; the default points at packaging/install.sh).
+//
+// Usage: node packaging/build.ts [--prefix=/usr] [--libdir=DIR] [--install-command=CMD] [--dist=DIR] [ENTRY.ts ...]
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -32,7 +36,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { HELPER_PROGRAMS } from '../lib/helper/programs.ts';
-import { DEFAULT_KOFFI_NATIVE_PATH } from '../lib/koffi-loader.ts';
+import { DEFAULT_INSTALL_COMMAND, DEFAULT_KOFFI_NATIVE_PATH } from '../lib/koffi-loader.ts';
 
 export const REPO = fileURLToPath(new URL('../', import.meta.url));
 export const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
@@ -46,9 +50,11 @@ export class BuildError extends Error {}
 
 export interface BuildOptions {
   /** Absolute path the executables load koffi.node from. */
+  koffiPath: string;
   /** Where qemu-net-launch looks for the helpers (default /usr/libexec). */
   libexecDir?: string;
-  koffiPath: string;
+  /** The command a missing koffi.node's message tells to run (default: lib/koffi-loader.ts DEFAULT_INSTALL_COMMAND). */
+  installCommand?: string;
   /** Where the executables go. */
   outDir: string;
   /** Ship V8's code cache of every function (default; see packaging/sea-main.cjs and BENCHMARKS.md). */
@@ -140,7 +146,7 @@ function run(argv: string[], what: string, cwd?: string): { stdout: string; stde
 }
 
 /** Bundles sea-entry.cjs with `entry` into one CommonJS script; returns the npm packages it contains. */
-async function bundle(entry: string, names: string[], koffiPath: string, libexecDir: string, outfile: string, minify = false): Promise<string[]> {
+async function bundle(entry: string, names: string[], koffiPath: string, libexecDir: string, installCommand: string, outfile: string, minify = false): Promise<string[]> {
   const name = names[0]!;
   const options = {
     entryPoints: [join(REPO, 'packaging/sea-entry.cjs')],
@@ -164,6 +170,7 @@ async function bundle(entry: string, names: string[], koffiPath: string, libexec
       QNH_PROGRAMS: JSON.stringify(names),
       QNH_KOFFI_NATIVE_PATH: JSON.stringify(koffiPath),
       QNH_KOFFI_VERSION: JSON.stringify(koffiVersion()),
+      QNH_INSTALL_COMMAND: JSON.stringify(installCommand),
       // Where qemu-net-launch finds the installed helpers.
       QNH_LIBEXEC_DIR: JSON.stringify(libexecDir),
       // Only lib/koffi-loader.ts's from-source branch reads it, and a
@@ -247,7 +254,7 @@ export async function buildExecutable(entry: string, opts: BuildOptions): Promis
     const blobPath = join(work, 'sea.blob');
     const exe = join(work, name);
     const codeCache = opts.codeCache ?? true;
-    const packages = await bundle(entry, names, opts.koffiPath, opts.libexecDir ?? '/usr/libexec', bundled, opts.minify);
+    const packages = await bundle(entry, names, opts.koffiPath, opts.libexecDir ?? '/usr/libexec', opts.installCommand ?? DEFAULT_INSTALL_COMMAND, bundled, opts.minify);
     // The parameters are what packaging/sea-main.cjs passes: CommonJS's five
     // and whether V8 took the code cache (sea-entry.cjs reports it).
     writeFileSync(program, `(function (exports, require, module, __filename, __dirname, QNH_CODE_CACHE) {\n${readFileSync(bundled, 'utf8')}\n})`);
@@ -387,6 +394,8 @@ export interface PackageBuild {
   prefix: string;
   libdir: string;
   koffiPath: string;
+  /** What a missing koffi.node's message tells to run. */
+  installCommand: string;
   programs: string[];
   /** Programs that are one file (hard links), each group in build order: install them as links of the first. */
   hardLinks: string[][];
@@ -397,13 +406,15 @@ export interface PackageBuild {
 }
 
 /** What `npm run package` does; returns the contents of dist/sea/build.json. */
-export async function buildAll(args: { prefix?: string; libdir?: string; distDir?: string; entries?: string[]; log?: (line: string) => void }): Promise<PackageBuild> {
+export async function buildAll(args: { prefix?: string; libdir?: string; installCommand?: string; distDir?: string; entries?: string[]; log?: (line: string) => void }): Promise<PackageBuild> {
   const prefix = args.prefix ?? '/usr';
   const libdir = args.libdir ?? (prefix === '/usr' ? dirname(DEFAULT_KOFFI_NATIVE_PATH) : `${prefix}/lib/qemu-net-helper`);
   for (const [what, p] of [['prefix', prefix], ['libdir', libdir]] as const) {
     if (!/^\/[A-Za-z0-9._/+-]*$/.test(p) || p.split('/').includes('..')) throw new BuildError(`--${what}=${p} must be an absolute path of plain characters`);
   }
   const distDir = args.distDir ?? join(REPO, 'dist');
+  const installCommand = args.installCommand ?? DEFAULT_INSTALL_COMMAND;
+  if (!/^[ -~]{1,200}$/.test(installCommand)) throw new BuildError('--install-command must be one line of printable ASCII, at most 200 characters');
   const koffiPath = `${libdir.replace(/\/+$/, '')}/koffi.node`;
   const node = pinnedNode();
   // First: a build that cannot be dated should fail before the slow part.
@@ -414,7 +425,7 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
   const hardLinks: string[][] = [];
   const packages = new Set(['koffi']);
   for (const { entry, names } of executables) {
-    const built = await buildExecutable(entry, { koffiPath, libexecDir: `${prefix}/libexec`, outDir: join(distDir, 'bin'), names, log: args.log });
+    const built = await buildExecutable(entry, { koffiPath, libexecDir: `${prefix}/libexec`, installCommand, outDir: join(distDir, 'bin'), names, log: args.log });
     programs.push(...built.names);
     if (built.names.length > 1) hardLinks.push(built.names);
     for (const p of built.packages) packages.add(p);
@@ -424,23 +435,24 @@ export async function buildAll(args: { prefix?: string; libdir?: string; distDir
   stripTo(koffiNativeSource(), join(distDir, 'sea/koffi.node'), false);
   chmodSync(join(distDir, 'sea/koffi.node'), 0o644);
   writeFileSync(join(distDir, 'sea', THIRD_PARTY_NOTICES), thirdPartyNotices(node.version, [...packages].sort()));
-  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, programs, hardLinks, packages: [...packages].sort(), sourceDateEpoch: epoch };
+  const info: PackageBuild = { version: readVersion(), node: node.version, koffi: koffiVersion(), prefix, libdir, koffiPath, installCommand, programs, hardLinks, packages: [...packages].sort(), sourceDateEpoch: epoch };
   writeFileSync(join(distDir, 'sea/build.json'), JSON.stringify(info, null, 2) + '\n');
   return info;
 }
 
-function parseArgs(argv: string[]): { prefix?: string; libdir?: string; distDir?: string; entries?: string[] } {
-  const out: { prefix?: string; libdir?: string; distDir?: string; entries?: string[] } = {};
+function parseArgs(argv: string[]): { prefix?: string; libdir?: string; installCommand?: string; distDir?: string; entries?: string[] } {
+  const out: { prefix?: string; libdir?: string; installCommand?: string; distDir?: string; entries?: string[] } = {};
   for (const a of argv) {
-    const m = /^--(prefix|libdir|dist)=(.+)$/.exec(a);
+    const m = /^--(prefix|libdir|install-command|dist)=(.+)$/.exec(a);
     if (m) {
       if (m[1] === 'prefix') out.prefix = m[2];
       else if (m[1] === 'libdir') out.libdir = m[2];
+      else if (m[1] === 'install-command') out.installCommand = m[2];
       else out.distDir = resolve(m[2]!);
     } else if (!a.startsWith('-') && a.endsWith('.ts')) {
       (out.entries ??= []).push(resolve(a));
     } else {
-      throw new BuildError(`unknown argument ${a}; usage: npm run package -- [--prefix=/usr] [--libdir=DIR] [--dist=DIR] [ENTRY.ts ...]`);
+      throw new BuildError(`unknown argument ${a}; usage: npm run package -- [--prefix=/usr] [--libdir=DIR] [--install-command=CMD] [--dist=DIR] [ENTRY.ts ...]`);
     }
   }
   return out;

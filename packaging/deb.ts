@@ -22,6 +22,10 @@ export const PACKAGE = 'qemu-net-helper';
 export const LIBEXEC = '/usr/libexec';
 export const BINDIR = '/usr/bin';
 export const LIBDIR = '/usr/lib/qemu-net-helper';
+/** What the executables in the package tell a person to run when koffi.node is missing. */
+export const DEB_INSTALL_COMMAND = 'apt-get install --reinstall qemu-net-helper';
+/** buildAll's arguments for executables this package can carry (with a distDir). */
+export const DEB_BUILD = { prefix: '/usr', installCommand: DEB_INSTALL_COMMAND } as const;
 export const CONFFILE = '/etc/qemu/net-helper.conf';
 /**
  * The file capabilities postinst gives each helper; docs/security.md says
@@ -292,6 +296,9 @@ export function buildDeb(distDir: string, info: PackageBuild, compression: Compr
   if (info.prefix !== '/usr' || info.koffiPath !== `${LIBDIR}/koffi.node`) {
     throw new BuildError(`${distDir} was built for prefix ${info.prefix} (koffi at ${info.koffiPath}), but the package installs to /usr; rebuild without --no-build`);
   }
+  if (info.installCommand !== DEB_INSTALL_COMMAND) {
+    throw new BuildError(`${distDir} was built to tell people to run ${JSON.stringify(info.installCommand)} when koffi.node is missing, not ${DEB_INSTALL_COMMAND}; rebuild without --no-build`);
+  }
   const root = mkdtempSync(join(tmpdir(), 'qnh-deb-'));
   try {
     chmodSync(root, 0o755);
@@ -326,7 +333,7 @@ async function main(): Promise<void> {
   }
   const log = (l: string): void => { process.stdout.write(`deb: ${l}\n`); };
   const info: PackageBuild = build
-    ? await buildAll({ prefix: '/usr', distDir, log })
+    ? await buildAll({ ...DEB_BUILD, distDir, log })
     : JSON.parse(readFileSync(join(distDir, 'sea/build.json'), 'utf8')) as PackageBuild;
   const out = buildDeb(distDir, info, compression);
   log(`${out} (${(statSync(out).size / 2 ** 20).toFixed(1)} MiB) in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -14,6 +14,7 @@
 import { logger } from '../log.ts';
 import { audit, auditField } from '../audit.ts';
 import { HelperError, oneLine } from '../errors.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../exit-status.ts';
 import * as libc from '../libc.ts';
 import { withNetlink, type NetlinkSocket } from '../netlink/socket.ts';
 import { pruneVlans } from './vlan.ts';
@@ -39,9 +40,7 @@ export { STEPS, type Step };
 
 const debug = logger('helper');
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
+export { EXIT_OK, EXIT_FAILURE, EXIT_USAGE };
 
 export type FaultAction = 'fail' | 'kill' | 'stop';
 

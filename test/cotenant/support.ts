@@ -38,7 +38,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildAll } from '../../packaging/build.ts';
-import { CONFFILE, LIBEXEC, PACKAGE, buildDeb } from '../../packaging/deb.ts';
+import { CONFFILE, DEB_BUILD, LIBEXEC, PACKAGE, buildDeb } from '../../packaging/deb.ts';
 import type { Netns } from '../support/netns.ts';
 
 export type Mode = 'file-caps' | 'setuid';
@@ -377,7 +377,7 @@ export class CoTenantHost {
   async buildPackage(): Promise<string> {
     const dist = `${this.tmp}/dist`;
     mkdirSync(dist, { mode: 0o700 });
-    const info = await buildAll({ prefix: '/usr', distDir: dist });
+    const info = await buildAll({ ...DEB_BUILD, distDir: dist });
     return buildDeb(dist, info, 'zstd');
   }
 

@@ -7,14 +7,14 @@ import { chmodSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, mk
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { untrustedReason } from '../../lib/koffi-loader.ts';
+import { DEFAULT_INSTALL_COMMAND, untrustedReason } from '../../lib/koffi-loader.ts';
 import { VERSION } from '../../lib/version.ts';
 import { BuildError, buildExecutable, pinnedNode, verifyExecutable } from '../../packaging/build.ts';
 import { addVethPair, createNetns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
 import { IS_CI } from '../support/privileged.ts';
+import { REPO_KOFFI, trustedKoffiPath } from '../support/trusted-koffi.ts';
 
-const REPO_KOFFI = join(REPO, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
 const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const VEPA_ENTRY = join(REPO, 'helpers/qemu-net-helper-vepa.ts');
 
@@ -25,24 +25,7 @@ function run(argv: string[], env: Record<string, string> = CLEAN_ENV) {
 const work = mkdtempSync(join(tmpdir(), 'qnh-build-test-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
-// Where the test executable loads koffi from: the checkout's own copy when
-// the checkout is root's and nobody else can write it (as in CI), so that the
-// executable runs for real without anything installed.
-//
-// A checkout may live where koffi.node cannot be trusted (under /tmp, say).
-// As root the test then copies it into a fresh root-owned directory under
-// /run, so that where CI clones the repository does not matter.
-function trustedKoffiPath(): string | undefined {
-  if (untrustedReason(REPO_KOFFI, lstatSync) === undefined) return REPO_KOFFI;
-  if (process.getuid?.() !== 0) return undefined;
-  const dir = mkdtempSync('/run/qnh-koffi-test-');
-  chmodSync(dir, 0o755);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  copyFileSync(REPO_KOFFI, join(dir, 'koffi.node'));
-  chmodSync(join(dir, 'koffi.node'), 0o644);
-  return join(dir, 'koffi.node');
-}
-const TRUSTED_KOFFI = trustedKoffiPath();
+const TRUSTED_KOFFI = trustedKoffiPath(t);
 const trustedKoffi = TRUSTED_KOFFI !== undefined;
 
 t.test('a helper built with a trusted koffi path', async (t) => {
@@ -99,16 +82,44 @@ t.test('a helper built with a trusted koffi path', async (t) => {
   });
 });
 
-t.test('an untrusted koffi path: refused in one line, exit 1, nothing loaded', async (t) => {
+// --help, --version and usage errors are answered before koffi loads
+// (lib/early.ts), so they work when koffi.node is refused or missing; the
+// rest of the run needs it and says why it cannot have it in one line.
+t.test('an untrusted koffi path: --help works; a request is refused in one line, exit 1, nothing loaded', async (t) => {
   const dir = join(work, 'untrusted-lib'); // under the temporary directory: writable by others
   mkdirSync(dir);
   copyFileSync(REPO_KOFFI, join(dir, 'koffi.node'));
   const built = await buildExecutable(VEPA_ENTRY, { koffiPath: join(dir, 'koffi.node'), outDir: join(work, 'untrusted') });
   t.equal(run([built.path, '--version']).status, 0, '--version needs no koffi');
-  const r = run([built.path, '--help']);
+  const help = run([built.path, '--help']);
+  t.equal(help.status, 0, help.stderr);
+  t.match(help.stdout, /^Usage: qemu-net-helper-vepa /, '--help needs no koffi');
+  const usage = run([built.path, '--dev=v0', '--queues=0', '--probe']);
+  t.equal(usage.status, 2, 'a usage error needs no koffi');
+  t.match(usage.stderr, /^qemu-net-helper-vepa: --queues="0" is not a whole number from 1 to 256;/);
+  const r = run([built.path, '--dev=v0', '--probe']);
   t.equal(r.status, 1);
-  t.match(r.stderr, /^qemu-net-helper-vepa: refusing to load koffi's native module: \/\S* is writable by (others|its group); reinstall the qemu-net-helper package/);
+  t.match(r.stderr, new RegExp(`^qemu-net-helper-vepa: refusing to load koffi's native module: /\\S* is writable by (others|its group); install it again with ${DEFAULT_INSTALL_COMMAND.replace(/[.]/g, '\\.')}, or make`));
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  t.equal(r.stdout, '');
+});
+
+t.test('a missing koffi.node: the launcher answers --help, --version and usage errors; a launch names the file and the install command', async (t) => {
+  const missing = `${work}/not-installed/koffi.node`;
+  const command = 'apt-get install --reinstall qemu-net-helper';
+  const built = await buildExecutable(join(REPO, 'helpers/qemu-net-launch.ts'), { koffiPath: missing, installCommand: command, outDir: join(work, 'missing') });
+  const version = run([built.path, '--version']);
+  t.equal(version.status, 0, version.stderr);
+  t.match(version.stdout, new RegExp(`^qemu-net-launch ${VERSION}\n.*koffi \\S+ from ${missing}`));
+  const help = run([built.path, '--help']);
+  t.equal(help.status, 0, help.stderr);
+  t.match(help.stdout, /^Usage: qemu-net-launch /);
+  const usage = run([built.path, '--frobnicate', '--', 'qemu-system-x86_64']);
+  t.equal(usage.status, 2);
+  t.match(usage.stderr, /^qemu-net-launch: unknown option "--frobnicate"/);
+  const r = run([built.path, '--dry-run', '--', 'qemu-system-x86_64', '-netdev', 'macvtap,id=n0,dev=v0']);
+  t.equal(r.status, 1);
+  t.equal(r.stderr, `qemu-net-launch: koffi's native module ${missing} is missing; install it again with ${command}\n`);
   t.equal(r.stdout, '');
 });
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { koffiVersion, pinnedNode, type PackageBuild } from '../../packaging/build.ts';
 import { BuildError } from '../../packaging/build.ts';
-import { LIBDIR, LIBEXEC, copyright, maintainer, stage } from '../../packaging/deb.ts';
+import { DEB_INSTALL_COMMAND, LIBDIR, LIBEXEC, copyright, maintainer, stage } from '../../packaging/deb.ts';
 import { REPO } from '../support/paths.ts';
 import { IS_CI } from '../support/privileged.ts';
 
@@ -27,7 +27,7 @@ function fakeDist(dir: string): PackageBuild {
   writeFileSync(join(dir, 'sea/koffi.node'), Buffer.alloc(2000, 3));
   writeFileSync(join(dir, 'sea/THIRD-PARTY-NOTICES'), 'notices\n');
   return {
-    version: '0.1.0', node: pinnedNode().version, koffi: koffiVersion(), prefix: '/usr', libdir: LIBDIR, koffiPath: `${LIBDIR}/koffi.node`,
+    version: '0.1.0', node: pinnedNode().version, koffi: koffiVersion(), prefix: '/usr', libdir: LIBDIR, koffiPath: `${LIBDIR}/koffi.node`, installCommand: DEB_INSTALL_COMMAND,
     programs: [...HELPERS, 'qemu-net-launch'], hardLinks: [HELPERS], packages: ['debug', 'koffi', 'minimist', 'ms'],
     sourceDateEpoch: 1700000000,
   };

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { buildAll, type PackageBuild } from '../../packaging/build.ts';
-import { CONFFILE, HELPER_CAPS, LIBDIR, LIBEXEC, PACKAGE, buildDeb, installPath, isPrivilegedHelper } from '../../packaging/deb.ts';
+import { CONFFILE, DEB_BUILD, HELPER_CAPS, LIBDIR, LIBEXEC, PACKAGE, buildDeb, installPath, isPrivilegedHelper } from '../../packaging/deb.ts';
 import { callHelper } from '../../lib/client.ts';
 import { holdLink } from '../support/held-link.ts';
 import { buildGuestImage, guestQemuArgs, QEMU_BINARY, runGuest } from '../support/guest.ts';
@@ -62,7 +62,7 @@ else if (already) {
   let deb: string;
 
   t.before(async () => {
-    info = await buildAll({ prefix: '/usr', distDir: dist });
+    info = await buildAll({ ...DEB_BUILD, distDir: dist });
     deb = buildDeb(dist, info, 'zstd');
   });
 

@@ -8,6 +8,8 @@ import t from 'tap';
 import { HelperError } from '../../lib/errors.ts';
 import koffi, { DEFAULT_KOFFI_NATIVE_PATH, KOFFI_NATIVE_PATH, loadKoffiNative, untrustedReason, type TrustStat } from '../../lib/koffi-loader.ts';
 import { REPO } from '../support/paths.ts';
+import { IS_CI } from '../support/privileged.ts';
+import { REPO_KOFFI, trustedKoffiPath } from '../support/trusted-koffi.ts';
 
 const DIR = 0o040755;
 const FILE = 0o100644;
@@ -71,19 +73,29 @@ t.test('loadKoffiNative refuses an untrusted file before loading anything', asyn
   const dir = mkdtempSync(join(tmpdir(), 'qnh-koffi-')); // under /tmp: writable by others
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const copy = join(dir, 'koffi.node');
-  copyFileSync(join(REPO, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node'), copy);
+  copyFileSync(REPO_KOFFI, copy);
   chmodSync(copy, 0o644);
   const err = t.throws(() => loadKoffiNative(copy)) as HelperError;
   t.type(err, HelperError);
   t.match(err.message, /^refusing to load koffi's native module: \/tmp is writable by others$/);
-  t.match(err.fix, /reinstall the qemu-net-helper package/);
+  t.match(err.fix, /^install it again with packaging\/install\.sh, as root, in the source tree these programs were built from, or make the file/);
+});
+
+t.test('a missing koffi.node is named with its full path and the install command', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'qnh-koffi-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const path of [join(dir, 'koffi.node'), join(dir, 'no-such-dir/koffi.node')]) {
+    const err = t.throws(() => loadKoffiNative(path, undefined, lstatSync, 'apt-get install --reinstall qemu-net-helper')) as HelperError;
+    t.type(err, HelperError);
+    t.equal(`${err.message}; ${err.fix}`, `koffi's native module ${path} is missing; install it again with apt-get install --reinstall qemu-net-helper`);
+  }
 });
 
 t.test('loadKoffiNative loads the real module from a trusted path and checks its version', async (t) => {
-  const real = join(REPO, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
-  const why = untrustedReason(real, lstatSync);
-  if (why) {
-    t.pass(`skipped: this checkout is not a trusted location (${why})`);
+  const real = trustedKoffiPath(t);
+  if (real === undefined) {
+    if (IS_CI) throw new Error('CI runs as root, which can always make a trusted copy of koffi.node');
+    t.pass(`skipped: needs root, or a checkout that is a trusted location (${untrustedReason(REPO_KOFFI, lstatSync)})`);
     return;
   }
   const native = loadKoffiNative(real, koffi.version);

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { buildAll } from '../../packaging/build.ts';
-import { buildDeb } from '../../packaging/deb.ts';
+import { DEB_BUILD, buildDeb } from '../../packaging/deb.ts';
 import { REPO } from '../support/paths.ts';
 import { IS_CI } from '../support/privileged.ts';
 
@@ -36,7 +36,7 @@ t.test('lintian --info --pedantic: no E: or W: that is not overridden, no unused
   const dist = mkdtempSync(join(tmpdir(), 'qnh-lintian-test-'));
   t.teardown(() => rmSync(dist, { recursive: true, force: true }));
   const started = Date.now();
-  const deb = buildDeb(dist, await buildAll({ prefix: '/usr', distDir: dist }), 'gzip');
+  const deb = buildDeb(dist, await buildAll({ ...DEB_BUILD, distDir: dist }), 'gzip');
   const built = Date.now();
   // --fail-on error,warning: exit status 2 on any E: or W: not overridden.
   const r = spawnSync('lintian', ['--info', '--pedantic', '--fail-on', 'error,warning', '--status-log', '--no-cfg', deb], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 600_000 });

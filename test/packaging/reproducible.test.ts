@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { BuildError, buildAll, sourceDateEpoch } from '../../packaging/build.ts';
-import { buildDeb } from '../../packaging/deb.ts';
+import { DEB_BUILD, buildDeb } from '../../packaging/deb.ts';
 import { REPO } from '../support/paths.ts';
 
 function sh(argv: string[]): string {
@@ -45,7 +45,7 @@ t.test('two builds of one commit give byte-identical .debs', async (t) => {
 
   const started = Date.now();
   const first = join(work, 'one');
-  const info1 = await buildAll({ prefix: '/usr', distDir: first });
+  const info1 = await buildAll({ ...DEB_BUILD, distDir: first });
   const deb1 = buildDeb(first, info1, 'zstd');
   const oneBuild = (Date.now() - started) / 1000;
 
@@ -57,7 +57,7 @@ t.test('two builds of one commit give byte-identical .debs', async (t) => {
   const umask = process.umask(0o077);
   let deb2: string;
   try {
-    const info2 = await buildAll({ prefix: '/usr', distDir: second });
+    const info2 = await buildAll({ ...DEB_BUILD, distDir: second });
     deb2 = buildDeb(second, info2, 'zstd');
   } finally {
     process.umask(umask);

@@ -6,19 +6,20 @@
 // themselves: they only read what this process wrote.
 //
 // The entry points (helpers/*.ts, test/support/helper-with-seams.ts) are compiled
-// from their real files, but their import of the main module resolves to a stub
-// here, so that evaluating them runs nothing. Nothing else changes: a cache entry
-// is used only for the same file with the same contents.
+// from their real files, but their imports of the main module and of
+// lib/early.ts (which would answer this process's own argv) resolve to a stub
+// here, so that evaluating them runs nothing. Nothing else changes: a cache
+// entry is used only for the same file with the same contents.
 
 import { flushCompileCache, getCompileCacheDir, registerHooks } from 'node:module';
 
 const repo = new URL('../../', import.meta.url);
-const LIBS = ['lib/helper/main.ts', 'lib/launch/main.ts', 'lib/client.ts', 'lib/index.ts'];
+const LIBS = ['lib/helper/main.ts', 'lib/launch/main.ts', 'lib/client.ts', 'lib/index.ts', 'lib/early.ts', 'lib/helper/early.ts', 'lib/launch/early.ts'];
 const ENTRIES = [
   'helpers/qemu-net-helper-vepa.ts', 'helpers/qemu-net-helper-bridge.ts', 'helpers/qemu-net-helper-passthrough.ts',
   'helpers/qemu-net-launch.ts', 'test/support/helper-with-seams.ts',
 ].map((f) => new URL(f, repo).href);
-const STUB = `data:text/javascript,${encodeURIComponent('export const runHelperAndExit = () => {}; export const STEPS = []; export const runLaunch = async () => 0;')}`;
+const STUB = `data:text/javascript,${encodeURIComponent('export const runHelperAndExit = () => {}; export const STEPS = []; export const runLaunch = async () => 0; export const answerEarly = () => {}; export const startFullRun = () => {};')}`;
 
 if (!getCompileCacheDir()) throw new Error('kernel-guest-warm.ts: NODE_COMPILE_CACHE is not set; nothing to warm');
 const started = performance.now();
@@ -34,7 +35,7 @@ for (const lib of LIBS) {
 registerHooks({
   resolve(specifier, context, nextResolve) {
     const r = nextResolve(specifier, context);
-    if (context.parentURL && ENTRIES.includes(context.parentURL) && /\/lib\/(helper|launch)\/main\.ts$/.test(r.url)) return { url: STUB, shortCircuit: true };
+    if (context.parentURL && ENTRIES.includes(context.parentURL) && /\/lib\/((helper|launch)\/main|early)\.ts$/.test(r.url)) return { url: STUB, shortCircuit: true };
     return r;
   },
 });
