@@ -441,7 +441,7 @@ export function planLaunch(args: readonly string[]): LaunchPlan {
     }
     const json = jsonObject(o.value);
     if (json) {
-      if (json.type === 'macvtap' || (o.name === 'net' && typeof json.type === 'string' && json.type in SHORTHANDS)) {
+      if (json.type === 'macvtap' || (o.name === 'net' && typeof json.type === 'string' && Object.hasOwn(SHORTHANDS, json.type))) {
         throw new UsageError(`${shown(o)}: the JSON form is not supported for macvtap`, `write ${o.spelling} macvtap,id=ID,dev=IFNAME,mode=MODE`);
       }
       continue;

@@ -328,4 +328,7 @@ t.test('errors: one line, cause and fix, before anything runs', async (t) => {
   }
   t.same(planLaunch(['-daemonize', '-netdev', 'user,id=u']).requests, [], '-daemonize alone is QEMU\'s business');
   t.same(planLaunch(['-netdev', '{"type":"user","id":"u"}']).requests, [], 'JSON netdevs of other types are left alone');
+  for (const type of ['toString', '__proto__', 'constructor']) {
+    t.same(planLaunch(['-net', JSON.stringify({ type })]).requests, [], `JSON -net of type ${type} is QEMU's business, not taken for a shorthand`);
+  }
 });
