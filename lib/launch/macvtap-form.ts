@@ -9,6 +9,7 @@
 import { MAX_TAP_QUEUES, MAX_VLAN_ID, MIN_VLAN_ID } from '../constants.ts';
 import { UsageError } from '../errors.ts';
 import type { HelperProgram } from '../helper/programs.ts';
+import { macProblem } from '../mac.ts';
 import { callerIfnameProblem, CALLER_IFNAME_PREFIX, ifnameProblem } from '../names.ts';
 import { policyNameProblem } from '../policy/syntax.ts';
 import {
@@ -49,14 +50,10 @@ export interface MacvtapForm {
   readonly passed: Readonly<Partial<Record<PassedKey, string>>>;
 }
 
-/** Checks a MAC address the way the helpers do; returns it in lower case. */
+/** Checks a MAC address the way the helpers do (lib/mac.ts), naming the option and key; returns it in lower case. */
 export function checkMac(where: string, key: string, text: string): string {
-  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(text)) {
-    throw new UsageError(`${where}: ${key}=${text} is not a MAC address`, 'write it as six hex pairs such as 52:54:00:12:34:56');
-  }
-  const first = parseInt(text.slice(0, 2), 16);
-  if (first & 1) throw new UsageError(`${where}: ${key}=${text} is a multicast address`, 'use a unicast address such as 52:54:00:12:34:56');
-  if (/^(00:){5}00$/.test(text)) throw new UsageError(`${where}: ${key}=${text} is not usable`, 'give a real unicast address');
+  const problem = macProblem(text);
+  if (problem) throw new UsageError(`${where}: ${key}=${text} ${problem.cause}`, problem.fix);
   return text.toLowerCase();
 }
 

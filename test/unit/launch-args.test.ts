@@ -323,7 +323,7 @@ t.test('errors: one line, cause and fix, before anything runs', async (t) => {
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,queues=0x2'], /queues=0x2 is not a whole number/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,vhost=yes'], /vhost=yes is not on, off or try; use vhost=on, vhost=off or vhost=try$/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=52:54:00:00:00'], /mac=52:54:00:00:00 is not a MAC address; write it as six hex pairs such as 52:54:00:12:34:56$/],
-    [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=53:54:00:00:00:01'], /mac=53:54:00:00:00:01 is a multicast address/],
+    [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=53:54:00:00:00:01'], /mac=53:54:00:00:00:01 is a multicast address; use a unicast address \(the lowest bit of the first byte clear\), such as 52:54:00:12:34:56$/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=00:00:00:00:00:00'], /mac=00:00:00:00:00:00 is not usable/],
     [['-netdev', 'macvtap,id=0n,dev=eth0,mode=vepa'], /id=0n is not a valid QEMU id; start it with a letter/],
     [['-net', 'vepa,id=a b,dev=eth0'], /id=a b is not a valid QEMU id/],
