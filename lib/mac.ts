@@ -5,17 +5,27 @@ import { UsageError } from './errors.ts';
 /** QEMU's own prefix (52:54:00), which libvirt also uses for generated guest MACs. */
 const GENERATED_PREFIX = [0x52, 0x54, 0x00];
 
+const MAC_TEXT = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+/**
+ * What is wrong with a MAC address as written, for a message that names the
+ * option ("--mac=TEXT " + cause; fix), or undefined when it is a usable unicast
+ * address. The helpers' --mac and the launcher's mac=/macaddr= share it.
+ */
+export function macProblem(text: string): { cause: string; fix: string } | undefined {
+  if (!MAC_TEXT.test(text)) return { cause: 'is not a MAC address', fix: 'write it as six hex pairs such as 52:54:00:12:34:56' };
+  const first = parseInt(text.slice(0, 2), 16);
+  if (first & 1) return { cause: 'is a multicast address', fix: 'use a unicast address (the lowest bit of the first byte clear), such as 52:54:00:12:34:56' };
+  if (/^(00:){5}00$/.test(text)) return { cause: 'is not usable', fix: 'give a real unicast address' };
+  return undefined;
+}
+
 /** Parses aa:bb:cc:dd:ee:ff (case-insensitive); refuses multicast and all-zero addresses. */
 export function parseMac(text: string): Buffer {
-  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(text)) {
-    throw new UsageError(`--mac=${JSON.stringify(text)} is not a MAC address`, 'write it as six hex pairs such as 52:54:00:12:34:56');
-  }
-  const mac = Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
-  if (mac[0]! & 1) {
-    throw new UsageError(`--mac=${text} is a multicast address`, 'use a unicast address (the lowest bit of the first byte clear), such as 52:54:00:12:34:56');
-  }
-  if (mac.every((b) => b === 0)) throw new UsageError('--mac=00:00:00:00:00:00 is not usable', 'give a real unicast address');
-  return mac;
+  const problem = macProblem(text);
+  // Text that is no MAC at all is quoted: it may hold anything.
+  if (problem) throw new UsageError(`--mac=${MAC_TEXT.test(text) ? text : JSON.stringify(text)} ${problem.cause}`, problem.fix);
+  return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
 }
 
 export function formatMac(mac: Buffer): string {

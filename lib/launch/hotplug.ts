@@ -28,7 +28,9 @@ import { VEPA_HELPER } from '../helper/programs.ts';
 import { helperCommand, PROGRAM, type HelperTemplate } from './options.ts';
 import { Qmp, QmpError } from './qmp.ts';
 import { err, EXIT_FAILURE, EXIT_USAGE, failure, releaseAll, releaseLink, runRequest, write, type Made } from './main.ts';
-import { keyvalGet, parseKeyval, planLaunch, vectorsFor } from './rewrite.ts';
+import { planLaunch } from './plan.ts';
+import { keyvalGet, parseKeyval } from './qemu-options.ts';
+import { vectorsFor } from './render.ts';
 
 /** Bound on reaching QEMU's QMP socket and each command it answers (QEMU answers at once unless stuck). */
 const QMP_TIMEOUT_MS = 10_000;

@@ -23,7 +23,8 @@ import { VERSION } from '../version.ts';
 import { execWithFds, resolveProgram } from './exec.ts';
 import { runAttach, runDetach } from './hotplug.ts';
 import { helperCommand, parseLaunchArgs, PROGRAM, shellLine, usage } from './options.ts';
-import { planLaunch, renderQemuArgs, type MacvtapRequest, type MacvtapResult } from './rewrite.ts';
+import { planLaunch, type MacvtapRequest } from './plan.ts';
+import { renderQemuArgs, type MacvtapResult } from './render.ts';
 
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;

@@ -1,12 +1,14 @@
-// qemu-net-launch's argument rewriting (lib/launch/rewrite.ts): every form,
-// ids, ordering, QEMU's quoting, and an error for everything doubtful.
+// qemu-net-launch's argument rewriting (lib/launch/qemu-options.ts, plan.ts,
+// render.ts): every form, ids, ordering, QEMU's quoting, and an error for
+// everything doubtful.
 
 import t from 'tap';
 import { oneLine, UsageError } from '../../lib/errors.ts';
-import {
-  keyvalGet, parseKeyval, planLaunch, renderQemuArgs, scanQemuArgs, shorthandDevice, tapNetdev, vectorsFor,
-  type MacvtapResult,
-} from '../../lib/launch/rewrite.ts';
+import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
+import { helperOfMode, kernelModeName, LAUNCH_MODES, SHORTHANDS } from '../../lib/launch/helper-modes.ts';
+import { planLaunch } from '../../lib/launch/plan.ts';
+import { keyvalGet, parseKeyval, scanQemuArgs } from '../../lib/launch/qemu-options.ts';
+import { renderQemuArgs, shorthandDevice, tapNetdev, vectorsFor, type MacvtapResult } from '../../lib/launch/render.ts';
 
 const MAC1 = '52:54:00:00:00:01';
 const MAC2 = '52:54:00:00:00:02';
@@ -99,6 +101,18 @@ t.test('-netdev macvtap: each way to name the device, and which helper runs', as
     t.equal(plan.requests.length, 1, text);
     t.match(plan.requests[0], { id: 'n0', form: 'netdev', index: 0, helper, helperArgs, queues: 1, mac: undefined, nic: undefined, written: `-netdev ${text}` }, text);
   }
+});
+
+t.test('which helper makes which mode comes from the helper programs', async (t) => {
+  t.same(LAUNCH_MODES, ['vepa', 'private', 'bridge', 'passthrough'], 'every mode some helper makes, passthru spelled out');
+  for (const mode of LAUNCH_MODES) {
+    const helper = helperOfMode(mode);
+    t.ok(helper.modes.includes(kernelModeName(mode)), `${helper.name} makes ${mode}`);
+    t.equal(planLaunch(['-netdev', `macvtap,id=n0,dev=eth0,mode=${mode}`]).requests[0]!.helper, helper.name, `mode=${mode} runs ${helper.name}`);
+  }
+  t.same(Object.values(SHORTHANDS).map((s) => s.helper), HELPER_PROGRAMS, 'one -net shorthand a helper');
+  for (const [name, s] of Object.entries(SHORTHANDS)) t.same(s.modes.map(kernelModeName), s.helper.modes, `-net ${name} makes its helper's modes`);
+  t.equal(planError(['-net', 'vepa,pool=vfs']), 'qemu-net-launch: -net vepa,pool=vfs: pool= is only for passthrough macvtaps; use mode=passthrough (or -net passthrough), or name one device with dev=');
 });
 
 t.test('-netdev macvtap: queues, vhost, mac and ifname become helper options in a fixed order', async (t) => {
@@ -309,7 +323,7 @@ t.test('errors: one line, cause and fix, before anything runs', async (t) => {
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,queues=0x2'], /queues=0x2 is not a whole number/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,vhost=yes'], /vhost=yes is not on, off or try; use vhost=on, vhost=off or vhost=try$/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=52:54:00:00:00'], /mac=52:54:00:00:00 is not a MAC address; write it as six hex pairs such as 52:54:00:12:34:56$/],
-    [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=53:54:00:00:00:01'], /mac=53:54:00:00:00:01 is a multicast address/],
+    [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=53:54:00:00:00:01'], /mac=53:54:00:00:00:01 is a multicast address; use a unicast address \(the lowest bit of the first byte clear\), such as 52:54:00:12:34:56$/],
     [['-netdev', 'macvtap,id=n0,dev=eth0,mode=vepa,mac=00:00:00:00:00:00'], /mac=00:00:00:00:00:00 is not usable/],
     [['-netdev', 'macvtap,id=0n,dev=eth0,mode=vepa'], /id=0n is not a valid QEMU id; start it with a letter/],
     [['-net', 'vepa,id=a b,dev=eth0'], /id=a b is not a valid QEMU id/],
@@ -328,4 +342,7 @@ t.test('errors: one line, cause and fix, before anything runs', async (t) => {
   }
   t.same(planLaunch(['-daemonize', '-netdev', 'user,id=u']).requests, [], '-daemonize alone is QEMU\'s business');
   t.same(planLaunch(['-netdev', '{"type":"user","id":"u"}']).requests, [], 'JSON netdevs of other types are left alone');
+  for (const type of ['toString', '__proto__', 'constructor']) {
+    t.same(planLaunch(['-net', JSON.stringify({ type })]).requests, [], `JSON -net of type ${type} is QEMU's business, not taken for a shorthand`);
+  }
 });

@@ -10,7 +10,8 @@ import { resolveProgram } from '../../lib/launch/exec.ts';
 import {
   DEFAULT_LIBEXEC_DIR, LAUNCH_OPTIONS, LIBEXEC_DIR, helperCommand, parseHelperTemplate, parseLaunchArgs, shellLine, shellQuote, usage,
 } from '../../lib/launch/options.ts';
-import { MACVTAP_KEYS, SHORTHANDS } from '../../lib/launch/rewrite.ts';
+import { SHORTHANDS } from '../../lib/launch/helper-modes.ts';
+import { MACVTAP_KEYS } from '../../lib/launch/macvtap-form.ts';
 import { REPO } from '../support/paths.ts';
 
 function usageError(argv: string[]): string {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { makedev } from '../../lib/constants.ts';
 import { HelperError, oneLine, UsageError } from '../../lib/errors.ts';
-import { formatMac, generateMac, parseMac } from '../../lib/mac.ts';
+import { formatMac, generateMac, macProblem, parseMac } from '../../lib/mac.ts';
 import { callerIfnameProblem, ifnameProblem, isCallerIfnameSpace } from '../../lib/names.ts';
 import { auditField } from '../../lib/audit.ts';
 import { VERSION } from '../../lib/version.ts';
@@ -19,6 +19,19 @@ t.test('MAC addresses', async (t) => {
   for (const bad of ['52:54:00:12:34', '52-54-00-12-34-56', '5254.0012.3456', '52:54:00:12:34:5g', 'ff:ff:ff:ff:ff:ff', '01:00:00:00:00:00']) {
     t.throws(() => parseMac(bad), UsageError, bad);
   }
+  const line = (text: string) => {
+    try {
+      parseMac(text);
+    } catch (e) {
+      return oneLine('qemu-net-helper-vepa', e);
+    }
+    return 'no error';
+  };
+  t.equal(line('52:54:00:12:34'), 'qemu-net-helper-vepa: --mac="52:54:00:12:34" is not a MAC address; write it as six hex pairs such as 52:54:00:12:34:56');
+  t.equal(line('53:54:00:12:34:56'), 'qemu-net-helper-vepa: --mac=53:54:00:12:34:56 is a multicast address; use a unicast address (the lowest bit of the first byte clear), such as 52:54:00:12:34:56');
+  t.equal(line('00:00:00:00:00:00'), 'qemu-net-helper-vepa: --mac=00:00:00:00:00:00 is not usable; give a real unicast address');
+  t.equal(macProblem('52:54:00:AB:cd:0F'), undefined, 'macProblem: a usable address');
+  t.match(macProblem('x'), { cause: 'is not a MAC address' });
 });
 
 t.test('interface names (CVE-2019-13164: nothing longer than 15 bytes)', async (t) => {
