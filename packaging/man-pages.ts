@@ -34,6 +34,10 @@ const lit = (text: string) => text.replace(/-/g, '\\-');
 
 function synopsis(p: HelperProgram): string {
   const modes = p.modes.length > 1 ? String.raw`.RB [ \-\-mode=${p.modes.join('|')} ]` + '\n' : '';
+  // The passthru helper refuses --vlan (OPTIONS says why): not offered here.
+  const vlan = onlyPassthru(p) ? '' : String.raw`.RB [ \-\-vlan=\c
+.IR ID ]
+`;
   const pools = hasPools(p) ? String.raw`.BR \-\-pool=\c
 .IR IF1,IF2,... " | " \c
 .BR \-\-pool=@\c
@@ -54,9 +58,7 @@ ${modes}.RB [ \-\-mac=\c
 .IR N ]
 .RB [ \-\-vhost=on|off|try ]
 .RB [ \-\-allmulti=on|off ]
-.RB [ \-\-vlan=\c
-.IR ID ]
-.RB ( \-\-fd=\c
+${vlan}.RB ( \-\-fd=\c
 .I N
 .RB [ \-\-use\-vnet ]
 |

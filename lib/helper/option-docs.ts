@@ -155,7 +155,7 @@ be taken for a device, network or pool of the policy (which may not use it).`)],
   {
     options: ['queues'],
     group: 'request',
-    help: () => [line('--queues=N', 'open N queues, 1..256 (more than 1 needs --socketpair)')],
+    help: () => [line('--queues=N', 'open N queues, 1..256 (more than 1 cannot go over --fd)')],
     man: () => [item(String.raw`.BI \-\-queues= N`, String.raw`Open
 .I N
 tap queues, 1 to 256; more than one cannot go with
@@ -166,7 +166,7 @@ whose protocol carries one file descriptor (use
   {
     options: ['vhost'],
     group: 'request',
-    help: () => [line('--vhost=MODE', 'on: hand over one /dev/vhost-net fd per queue or fail;', 'try (default): the same, or go on without and say why;', 'off: none. Ignored with --fd (QEMU opens vhost itself).')],
+    help: () => [line('--vhost=MODE', 'on: hand over one /dev/vhost-net fd per queue or fail;', 'try (default): the same, or go on without and say why;', 'off: none. With --fd or --persistent none (on is refused).')],
     man: () => [item(String.raw`.BI \-\-vhost= MODE`, String.raw`.B on
 hands over one /dev/vhost\-net file descriptor per queue or fails;
 .B try
@@ -211,7 +211,9 @@ so the host never answers neighbour discovery in the guest's place.`)],
   {
     options: ['vlan'],
     group: 'request',
-    help: () => [line('--vlan=ID', 'put the macvtap on the 802.1Q VLAN ID (1..4094) of the', "device (made when missing; root's --gc removes it once", 'unused); the policy must allow the id (vlan IDS)')],
+    help: (p) => [onlyPassthru(p)
+      ? line('--vlan=ID', 'refused: a passthru macvtap would take the whole VLAN link', 'from the host (use another helper for a VLAN)')
+      : line('--vlan=ID', 'put the macvtap on the 802.1Q VLAN ID (1..4094) of the', "device (made when missing; root's --gc removes it once", 'unused); the policy must allow the id (vlan IDS)')],
     man: (p) => [item(String.raw`.BI \-\-vlan= ID`, onlyPassthru(p)
       ? String.raw`Refused: this helper makes passthru macvtaps only, and a passthru macvtap on
 a VLAN would take the whole VLAN link from the host and every other user.
@@ -342,7 +344,7 @@ print JSON.`)],
   {
     options: ['check-config'],
     group: 'policy',
-    help: () => [line('--check-config', 'check the policy file and summarise it')],
+    help: () => [line('--check-config', 'check the policy file and summarise it (a privileged', 'helper does it for root only)')],
     man: () => [item(String.raw`.B \-\-check\-config`, String.raw`Check the policy file (or
 .BR \-\-config 's),
 list every problem and summarise what it allows, then exit.

@@ -3,7 +3,7 @@
 // option-docs.ts, which the man pages are made from too.
 
 import { VERSION } from '../version.ts';
-import { hasPools, optionDocs, type HelpLine, type OptionGroup } from './option-docs.ts';
+import { hasPools, onlyPassthru, optionDocs, type HelpLine, type OptionGroup } from './option-docs.ts';
 import type { HelperProgram } from './programs.ts';
 
 /** The column the options' texts start in. */
@@ -17,7 +17,7 @@ export function usage(program: HelperProgram): string {
   const lines = [
     `Usage: ${program.name} ${target}`,
     `         ${modeLine}[--mac=MAC] [--ifname=NAME]`,
-    `         [--queues=N] [--vhost=on|off|try]`,
+    `         [--queues=N] [--vhost=on|off|try] [--allmulti=on|off]${onlyPassthru(program) ? '' : ' [--vlan=ID]'}`,
     `         (--fd=N [--use-vnet] | --socketpair=N | --probe [--json] | --persistent [--json])`,
     `       ${program.name} --list [--json] | --release=IFNAME | --gc | --check-config [--config=PATH]`,
     '',

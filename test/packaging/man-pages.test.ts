@@ -10,6 +10,7 @@ import t from 'tap';
 import { OPTION_DOCS, optionDocs } from '../../lib/helper/option-docs.ts';
 import { optionSpecs } from '../../lib/helper/options.ts';
 import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
+import { usage } from '../../lib/helper/usage.ts';
 import { BuildError, datedManPage, defaultExecutables } from '../../packaging/build.ts';
 import { isPrivilegedHelper } from '../../packaging/deb.ts';
 import { manPage, manPagePath } from '../../packaging/man-pages.ts';
@@ -39,6 +40,16 @@ t.test('option-docs.ts documents exactly the options each helper parses', async 
   }
   const everywhere = OPTION_DOCS.flatMap((d) => d.options);
   t.equal(new Set(everywhere).size, everywhere.length, 'no option has two entries');
+});
+
+t.test('--help and the man page show the same synopsis', async (t) => {
+  for (const program of HELPER_PROGRAMS) {
+    const helpSynopsis = usage(program).split('\n\n')[0]!;
+    const page = manPage(program);
+    const manSynopsis = page.slice(page.indexOf('.SH SYNOPSIS'), page.indexOf('.SH DESCRIPTION')).replace(/\\-/g, '-');
+    const options = (text: string) => [...new Set(text.match(/--[a-z][a-z-]*(=@)?/g))].sort();
+    t.same(options(manSynopsis), options(helpSynopsis), `${program.name}: the same options in both synopses`);
+  }
 });
 
 t.test('each page names its program and documents all of its options', async (t) => {
