@@ -13,7 +13,10 @@ export interface HelperProgram {
   modes: readonly [ModeName, ...ModeName[]];
   /** Ways this executable accepts to name the lower device. */
   targets: readonly [TargetKind, ...TargetKind[]];
+  /** What it does, for --help. */
   summary: string;
+  /** The same, short: the man page's NAME line (what whatis and apropos show). */
+  title: string;
 }
 
 export const VEPA_HELPER: HelperProgram = {
@@ -21,6 +24,7 @@ export const VEPA_HELPER: HelperProgram = {
   modes: ['vepa', 'private'],
   targets: ['dev'],
   summary: 'give a QEMU guest a macvtap in VEPA or private mode on a host network device',
+  title: 'give a QEMU guest a macvtap in VEPA or private mode',
 };
 
 export const BRIDGE_HELPER: HelperProgram = {
@@ -28,6 +32,7 @@ export const BRIDGE_HELPER: HelperProgram = {
   modes: ['bridge'],
   targets: ['dev'],
   summary: 'give a QEMU guest a macvtap in bridge mode, so guests on the same device reach each other inside the host',
+  title: 'give a QEMU guest a macvtap in bridge mode',
 };
 
 export const PASSTHROUGH_HELPER: HelperProgram = {
@@ -35,6 +40,7 @@ export const PASSTHROUGH_HELPER: HelperProgram = {
   modes: ['passthru'],
   targets: ['dev', 'pool', 'pf'],
   summary: 'give a QEMU guest a whole device (typically an SR-IOV virtual function) through a passthru macvtap',
+  title: 'give a QEMU guest a whole device through a passthru macvtap',
 };
 
 export const HELPER_PROGRAMS: readonly HelperProgram[] = [VEPA_HELPER, BRIDGE_HELPER, PASSTHROUGH_HELPER];

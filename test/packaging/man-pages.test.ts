@@ -1,14 +1,19 @@
 // Every helper executable has a man page (the Debian package refuses to
 // build without one), and the page documents every option the program accepts.
+// The helpers' pages are written by packaging/man-pages.ts (npm run man) from
+// lib/helper/option-docs.ts, which --help is made from too.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { OPTION_DOCS, optionDocs } from '../../lib/helper/option-docs.ts';
 import { optionSpecs } from '../../lib/helper/options.ts';
 import { HELPER_PROGRAMS } from '../../lib/helper/programs.ts';
+import { usage } from '../../lib/helper/usage.ts';
 import { BuildError, datedManPage, defaultExecutables } from '../../packaging/build.ts';
 import { isPrivilegedHelper } from '../../packaging/deb.ts';
+import { manPage, manPagePath } from '../../packaging/man-pages.ts';
 import { REPO } from '../support/paths.ts';
 import { IS_CI } from '../support/privileged.ts';
 
@@ -19,6 +24,32 @@ const page = (name: string) => `${name}.${isPrivilegedHelper(name) ? 8 : 1}`;
 
 t.test('each installed program has docs/man/NAME.8 (helpers) or NAME.1 (other programs)', async (t) => {
   for (const name of helperFiles) t.ok(existsSync(join(REPO, 'docs/man', page(name))), page(name));
+});
+
+t.test('docs/man holds the helper pages as npm run man writes them', async (t) => {
+  for (const program of HELPER_PROGRAMS) {
+    const committed = existsSync(manPagePath(program)) ? readFileSync(manPagePath(program), 'utf8') : undefined;
+    t.equal(committed, manPage(program), `docs/man/${program.name}.8 is out of date: edit lib/helper/option-docs.ts (or packaging/man-pages.ts), not the page, then run npm run man and commit the result`);
+  }
+});
+
+t.test('option-docs.ts documents exactly the options each helper parses', async (t) => {
+  for (const program of HELPER_PROGRAMS) {
+    const parsed = optionSpecs(program).flatMap((s) => [s.name, ...(s.aliases ?? [])]).sort();
+    t.same(optionDocs(program).flatMap((d) => d.options).sort(), parsed, program.name);
+  }
+  const everywhere = OPTION_DOCS.flatMap((d) => d.options);
+  t.equal(new Set(everywhere).size, everywhere.length, 'no option has two entries');
+});
+
+t.test('--help and the man page show the same synopsis', async (t) => {
+  for (const program of HELPER_PROGRAMS) {
+    const helpSynopsis = usage(program).split('\n\n')[0]!;
+    const page = manPage(program);
+    const manSynopsis = page.slice(page.indexOf('.SH SYNOPSIS'), page.indexOf('.SH DESCRIPTION')).replace(/\\-/g, '-');
+    const options = (text: string) => [...new Set(text.match(/--[a-z][a-z-]*(=@)?/g))].sort();
+    t.same(options(manSynopsis), options(helpSynopsis), `${program.name}: the same options in both synopses`);
+  }
 });
 
 t.test('each page names its program and documents all of its options', async (t) => {
