@@ -10,10 +10,10 @@ import { logger } from '../log.ts';
 import {
   AF_NETLINK, NETLINK_ROUTE, SOCK_RAW, SOCK_CLOEXEC, SOL_NETLINK, NETLINK_EXT_ACK,
   SOL_SOCKET, SO_RCVTIMEO, NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTI, NLM_F_DUMP_INTR,
-  NLMSG_ERROR, NLMSG_DONE, NLMSG_NOOP, NLMSG_OVERRUN, MSG_TRUNC,
+  MSG_TRUNC,
 } from '../constants.ts';
 import * as libc from '../libc.ts';
-import { decodeAck, decodeDone, decodeMessages, encodeMessage, type NetlinkMessage } from './wire.ts';
+import { classifyMessage, decodeAck, decodeDone, decodeMessages, encodeMessage, type NetlinkMessage } from './wire.ts';
 
 const debug = logger('netlink');
 
@@ -140,9 +140,10 @@ export class NetlinkSocket {
           debug('dropping reply seq=%d pid=%d (want seq=%d pid=%d)', msg.seq, msg.pid, seq, this.portId);
           continue;
         }
-        if (msg.type === NLMSG_NOOP) continue;
-        if (msg.type === NLMSG_OVERRUN) throw new NetlinkProtocolError(`${what}: netlink overrun`);
-        if (msg.type === NLMSG_ERROR) {
+        const kind = classifyMessage(msg);
+        if (kind === 'noop') continue;
+        if (kind === 'overrun') throw new NetlinkProtocolError(`${what}: netlink overrun`);
+        if (kind === 'ack') {
           const ack = decodeAck(msg);
           if (ack.error !== 0) {
             const err = new NetlinkError(what, -ack.error, ack.extAckMessage);
@@ -152,7 +153,7 @@ export class NetlinkSocket {
           if (!isDump) return replies;
           continue;
         }
-        if (msg.type === NLMSG_DONE) {
+        if (kind === 'done') {
           const done = decodeDone(msg);
           if (done.error < 0) throw new NetlinkError(what, -done.error, done.extAckMessage);
           if (msg.flags & NLM_F_DUMP_INTR) {

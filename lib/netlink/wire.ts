@@ -229,19 +229,17 @@ export function encodeAttribute(type: number, value: Buffer): Buffer {
   return out;
 }
 
-/** Options for encodeNested. */
-export interface NestedOptions {
-  /** Set NLA_F_NESTED in nla_type. Off by default, as iproute2 sends IFLA_LINKINFO. */
-  markNested?: boolean;
-}
-
-/** Encodes a nested attribute whose value is the given (already encoded) child attributes. */
-export function encodeNested(type: number, children: Buffer[], options: NestedOptions = {}): Buffer {
+/**
+ * Encodes a nested attribute whose value is the given (already encoded)
+ * child attributes. NLA_F_NESTED is not set: iproute2 sends IFLA_LINKINFO
+ * without it, and the kernel accepts every nest this project sends so.
+ */
+export function encodeNested(type: number, children: Buffer[]): Buffer {
   checkUnsigned(type, 16, 'nla_type');
   // Each child is padded so the next one starts aligned; the nest's nla_len
   // covers that padding, as iproute2's addattr_nest_end computes it.
   const value = Buffer.concat(children.map(zeroPaddedTo4));
-  return encodeAttribute(options.markNested === true ? type | NLA_F_NESTED : type, value);
+  return encodeAttribute(type, value);
 }
 
 function u8Bytes(v: number): Buffer {
@@ -263,13 +261,6 @@ function u32Bytes(v: number): Buffer {
   return b;
 }
 
-function i32Bytes(v: number): Buffer {
-  checkSigned32(v, 's32 attribute value');
-  const b = Buffer.alloc(4);
-  b.writeInt32LE(v);
-  return b;
-}
-
 function nulTerminated(s: string): Buffer {
   // An embedded NUL would silently cut the string short on the kernel side.
   if (s.includes('\0')) throw new TypeError(`string attribute contains a NUL: ${JSON.stringify(s)}`);
@@ -281,12 +272,10 @@ export const attr = {
   u8: (type: number, v: number): Buffer => encodeAttribute(type, u8Bytes(v)),
   u16: (type: number, v: number): Buffer => encodeAttribute(type, u16Bytes(v)),
   u32: (type: number, v: number): Buffer => encodeAttribute(type, u32Bytes(v)),
-  s32: (type: number, v: number): Buffer => encodeAttribute(type, i32Bytes(v)),
   /** NUL-terminated UTF-8, as nla_put_string writes and NLA_NUL_STRING expects. */
   string: (type: number, s: string): Buffer => encodeAttribute(type, nulTerminated(s)),
   bytes: (type: number, b: Buffer): Buffer => encodeAttribute(type, b),
-  nested: (type: number, children: Buffer[], options?: NestedOptions): Buffer =>
-    encodeNested(type, children, options),
+  nested: (type: number, children: Buffer[]): Buffer => encodeNested(type, children),
 } as const;
 
 // Parses the attribute stream in `buf`; `base` is added to reported offsets so
@@ -337,11 +326,6 @@ export function findAttribute(attrs: Attribute[], type: number): Attribute | und
   return attrs.find((a) => a.type === type);
 }
 
-/** Every attribute of the given type, in order (for repeated ones such as IFLA_ALT_IFNAME). */
-export function findAttributes(attrs: Attribute[], type: number): Attribute[] {
-  return attrs.filter((a) => a.type === type);
-}
-
 // Fixed-size values must have exactly their size, as the kernel's strict
 // validation demands: a u16 read as a u32 is garbage, not a value.
 function checkValueLength(a: Attribute, size: number, what: string): void {
@@ -350,28 +334,10 @@ function checkValueLength(a: Attribute, size: number, what: string): void {
   }
 }
 
-/** Reads a u8 attribute. */
-export function attrU8(a: Attribute): number {
-  checkValueLength(a, 1, 'u8');
-  return a.value.readUInt8(0);
-}
-
-/** Reads a u16 attribute (host byte order). */
-export function attrU16(a: Attribute): number {
-  checkValueLength(a, 2, 'u16');
-  return a.value.readUInt16LE(0);
-}
-
 /** Reads a u32 attribute (host byte order). */
 export function attrU32(a: Attribute): number {
   checkValueLength(a, 4, 'u32');
   return a.value.readUInt32LE(0);
-}
-
-/** Reads an s32 attribute (host byte order), e.g. IFLA_LINK_NETNSID. */
-export function attrS32(a: Attribute): number {
-  checkValueLength(a, 4, 's32');
-  return a.value.readInt32LE(0);
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
