@@ -6,6 +6,7 @@
 // naming the device). Pure: no I/O. After a change here run `npm run man`;
 // test/packaging/man-pages.test.ts fails while docs/man is out of date.
 
+import { MAX_TAP_QUEUES } from '../constants.ts';
 import type { ModeName } from '../modes.ts';
 import type { HelperProgram } from './programs.ts';
 
@@ -155,10 +156,10 @@ be taken for a device, network or pool of the policy (which may not use it).`)],
   {
     options: ['queues'],
     group: 'request',
-    help: () => [line('--queues=N', 'open N queues, 1..256 (more than 1 cannot go over --fd)')],
+    help: () => [line('--queues=N', `open N queues, 1..${MAX_TAP_QUEUES} (more than 1 cannot go over --fd)`)],
     man: () => [item(String.raw`.BI \-\-queues= N`, String.raw`Open
 .I N
-tap queues, 1 to 256; more than one cannot go with
+tap queues, 1 to ${MAX_TAP_QUEUES}; more than one cannot go with
 .BR \-\-fd ,
 whose protocol carries one file descriptor (use
 .BR \-\-socketpair ).`)],

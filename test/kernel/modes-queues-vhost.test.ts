@@ -1,29 +1,21 @@
 // The three modes as the kernel and the wire see them, multiqueue, and vhost.
 
-import { fstatSync, readSync, statSync, writeSync } from 'node:fs';
+import { fstatSync, statSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError, type HelperResult } from '../../lib/client.ts';
-import { IFF_MULTI_QUEUE, IFF_VNET_HDR, POLLIN, VIRTIO_NET_HDR_LEN } from '../../lib/constants.ts';
-import * as libc from '../../lib/libc.ts';
+import { IFF_MULTI_QUEUE, IFF_VNET_HDR } from '../../lib/constants.ts';
 import { readQueueInfo } from '../../lib/tap.ts';
 import { captureOneFrame, testFrame } from '../support/capture.ts';
 import { FAKE_VHOST_FEATURES } from '../support/fake-vhost.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { BRIDGE, PASSTHROUGH, seamedHelper, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { awaitTapFrame, drainTapQueue, writeTapFrame } from '../support/tap-frames.ts';
 
 const skip = privilegedSkipReason(['ip', 'tcpdump']);
 if (skip) t.plan(0, skip);
 else {
   const call = (ns: Netns, helper: string[], args: string[]) => callHelper({ command: [...ns.exec, ...helper], args, timeoutMs: 30_000 });
-
-  /** Waits (bounded) for a frame on a tap queue; returns it without its vnet header, or undefined. */
-  function readFrame(fd: number, timeoutMs: number): Buffer | undefined {
-    if (!(libc.pollOne(fd, POLLIN, timeoutMs) & POLLIN)) return undefined;
-    const buf = Buffer.alloc(65536);
-    const n = readSync(fd, buf, 0, buf.length, null);
-    return buf.subarray(VIRTIO_NET_HDR_LEN, n);
-  }
 
   t.test('each helper makes its mode, as the kernel reports it', async (t) => {
     const ns = createNetns(t, 'modes');
@@ -58,20 +50,11 @@ else {
     const [a, b] = await twoTaps(ns, BRIDGE);
     t.teardown(() => { a.close(); b.close(); });
     const nonce = `bridge-${process.pid}-${Date.now()}`;
-    writeSync(a.tapFds[0]!, Buffer.concat([Buffer.alloc(VIRTIO_NET_HDR_LEN), testFrame(a.record.mac, b.record.mac, nonce)]));
+    writeTapFrame(a.tapFds[0]!, testFrame(a.record.mac, b.record.mac, nonce));
     // B has IFF_ALLMULTI: the peer's own multicast (IPv6 neighbour discovery, MLD) may come first.
-    const deadline = performance.now() + 5000;
-    let got: Buffer | undefined;
-    let others = 0;
-    for (let f = readFrame(b.tapFds[0]!, 5000); f && others < 1000; f = readFrame(b.tapFds[0]!, Math.max(0, Math.ceil(deadline - performance.now())))) {
-      if (f.includes(Buffer.from(nonce))) {
-        got = f;
-        break;
-      }
-      t.equal(f[0]! & 1, 1, 'any other frame B gets first is multicast');
-      others++;
-    }
-    t.ok(got, `B received the frame A sent (after ${others} multicast frames)`);
+    const { frame, others } = awaitTapFrame(b.tapFds[0]!, (f) => f.includes(Buffer.from(nonce)), 5000);
+    t.ok(frame, `B received the frame A sent (after ${others.length} other frames)`);
+    t.equal(others.filter((f) => (f[0]! & 1) === 0).length, 0, 'every other frame B got first is multicast');
   });
 
   t.test('vepa mode: the frame leaves through the device instead of reaching the neighbour', async (t) => {
@@ -81,14 +64,13 @@ else {
     t.teardown(() => { a.close(); b.close(); });
     const nonce = `vepa-${process.pid}-${Date.now()}`;
     const line = await captureOneFrame(ns, 'v1', `ether dst ${b.record.mac}`, () => {
-      writeSync(a.tapFds[0]!, Buffer.concat([Buffer.alloc(VIRTIO_NET_HDR_LEN), testFrame(a.record.mac, b.record.mac, nonce)]));
+      writeTapFrame(a.tapFds[0]!, testFrame(a.record.mac, b.record.mac, nonce));
     });
     t.match(line, new RegExp(`${a.record.mac} > ${b.record.mac}`), 'seen on the wire (the veth peer)');
     // Local delivery would have happened before or instead of transmission;
     // the frame is already on the wire, so it must not be in B's queue now. (B has
     // IFF_ALLMULTI: the peer's own multicast, IPv6 neighbour discovery and MLD, may be there.)
-    const queued: Buffer[] = [];
-    for (let f = readFrame(b.tapFds[0]!, 0); f && queued.length < 1000; f = readFrame(b.tapFds[0]!, 0)) queued.push(f);
+    const queued = drainTapQueue(b.tapFds[0]!);
     t.equal(queued.filter((f) => f.includes(Buffer.from(nonce))).length, 0, `B got nothing directly (${queued.length} multicast frames of the peer's queued)`);
     t.equal(queued.filter((f) => (f[0]! & 1) === 0).length, 0, 'and no unicast frame at all');
   });

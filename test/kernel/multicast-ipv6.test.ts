@@ -10,15 +10,13 @@
 // --allmulti=off. A macvtap made by `ip link add` in the same namespace is the
 // control: the host configures IPv6 on it.
 
-import { readSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import t from 'tap';
 import { callHelper, type HelperResult } from '../../lib/client.ts';
-import { POLLIN, VIRTIO_NET_HDR_LEN } from '../../lib/constants.ts';
-import * as libc from '../../lib/libc.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { BRIDGE, PASSTHROUGH, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { awaitTapFrame } from '../support/tap-frames.ts';
 
 const skip = privilegedSkipReason(['ip', 'busybox']);
 if (skip) t.plan(0, skip);
@@ -72,17 +70,9 @@ else {
 
   /** Reads the queue (bounded) until a neighbour solicitation for `target` comes, or the time is up. */
   function solicitationArrives(fd: number, target: Buffer, timeoutMs: number): boolean {
-    const deadline = performance.now() + timeoutMs;
-    const buf = Buffer.alloc(65536);
-    for (let frames = 0; frames < 1000; frames++) {
-      const left = deadline - performance.now();
-      if (left <= 0 || !(libc.pollOne(fd, POLLIN, Math.ceil(left)) & POLLIN)) return false;
-      const n = readSync(fd, buf, 0, buf.length, null);
-      const f = buf.subarray(VIRTIO_NET_HDR_LEN, n);
-      // Ethernet, IPv6 (0x86dd), ICMPv6 (next header 58), type 135, target at ICMPv6 offset 8.
-      if (f.length >= 14 + 40 + 24 && f.readUInt16BE(12) === 0x86dd && f[14 + 6] === 58 && f[54] === 135 && f.subarray(62, 78).equals(target)) return true;
-    }
-    return false;
+    // Ethernet, IPv6 (0x86dd), ICMPv6 (next header 58), type 135, target at ICMPv6 offset 8.
+    const isSolicitation = (f: Buffer) => f.length >= 14 + 40 + 24 && f.readUInt16BE(12) === 0x86dd && f[14 + 6] === 58 && f[54] === 135 && f.subarray(62, 78).equals(target);
+    return awaitTapFrame(fd, isSolicitation, timeoutMs).frame !== undefined;
   }
 
   /** The peer asks for fe80::77:2 (ping, bounded) while the test reads the guest's queue. */

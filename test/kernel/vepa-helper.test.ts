@@ -3,10 +3,10 @@
 // frame through that queue, QEMU's protocol, and no leftovers after failures.
 
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
-import { AF_UNIX, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, SOCK_CLOEXEC, SOCK_STREAM, VIRTIO_NET_HDR_LEN } from '../../lib/constants.ts';
+import { AF_UNIX, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, SOCK_CLOEXEC, SOCK_STREAM } from '../../lib/constants.ts';
 import * as libc from '../../lib/libc.ts';
 import { receiveWithFds } from '../../lib/scm.ts';
 import { readQueueInfo } from '../../lib/tap.ts';
@@ -14,6 +14,7 @@ import { captureOneFrame, testFrame } from '../support/capture.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { PASSTHROUGH, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { writeTapFrame } from '../support/tap-frames.ts';
 
 const skip = privilegedSkipReason(['ip', 'tcpdump', 'setpriv']);
 if (skip) t.plan(0, skip);
@@ -60,7 +61,7 @@ else {
     const nonce = `qnh-${process.pid}-${Date.now()}`;
     const frame = testFrame(mac, 'ff:ff:ff:ff:ff:ff', nonce);
     const line = await captureOneFrame(ns, 'v1', `ether src ${mac} and ether proto 0x88b5`, () => {
-      writeSync(r.tapFds[0]!, Buffer.concat([Buffer.alloc(VIRTIO_NET_HDR_LEN), frame]));
+      writeTapFrame(r.tapFds[0]!, frame);
     });
     t.match(line, new RegExp(`${mac} > ff:ff:ff:ff:ff:ff, ethertype Unknown \\(0x88b5\\)`), 'frame seen on the veth peer');
   });

@@ -11,11 +11,9 @@
 // untagged device shows the 802.1Q tag.
 
 import { spawnSync } from 'node:child_process';
-import { readSync, writeFileSync, writeSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import t from 'tap';
 import { callHelper, HelperCallError } from '../../lib/client.ts';
-import { POLLIN, VIRTIO_NET_HDR_LEN } from '../../lib/constants.ts';
-import * as libc from '../../lib/libc.ts';
 import { VLAN_GROUP } from '../../lib/helper/vlan.ts';
 import { makeCapNode } from '../support/cap-node.ts';
 import { captureOneFrame } from '../support/capture.ts';
@@ -23,6 +21,7 @@ import { helperAction } from '../support/helper-actions.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO, retryGuestCrash, seamedHelper, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
+import { awaitTapFrame, writeTapFrame } from '../support/tap-frames.ts';
 
 const inKernelJob = Boolean(process.env.QNH_KERNEL_GUEST);
 
@@ -65,15 +64,8 @@ else {
   /** Reads the queue (bounded) for an ARP reply from `fromIp`. */
   function arpReplyFrom(fd: number, fromIp: string, timeoutMs: number): boolean {
     const want = Buffer.from(fromIp.split('.').map(Number));
-    const deadline = performance.now() + timeoutMs;
-    const buf = Buffer.alloc(65536);
-    for (let frames = 0; frames < 200; frames++) {
-      const left = deadline - performance.now();
-      if (left <= 0 || !(libc.pollOne(fd, POLLIN, Math.ceil(left)) & POLLIN)) return false;
-      const f = buf.subarray(VIRTIO_NET_HDR_LEN, readSync(fd, buf, 0, buf.length, null));
-      if (f.length >= 42 && f.readUInt16BE(12) === 0x0806 && f.readUInt16BE(20) === 2 && f.subarray(28, 32).equals(want)) return true;
-    }
-    return false;
+    const isReply = (f: Buffer) => f.length >= 42 && f.readUInt16BE(12) === 0x0806 && f.readUInt16BE(20) === 2 && f.subarray(28, 32).equals(want);
+    return awaitTapFrame(fd, isReply, timeoutMs).frame !== undefined;
   }
 
   t.test('--vlan=100: the macvtap sits on a VLAN the helper made; the peer on VLAN 100 answers; the tag is on the wire; the VLAN goes with the link', async (t) => {
@@ -91,7 +83,7 @@ else {
     t.equal(ipv6, '1', 'the host\'s IPv6 is off on the VLAN link it made (no SLAAC of the host on that VLAN)');
     t.same((JSON.parse(ns.ip('-6', '-j', 'addr', 'show', 'dev', String(carrier?.ifname))) as Array<{ addr_info: unknown[] }>).flatMap((l) => l.addr_info), [], 'and no host address there');
     const line = await captureOneFrame(ns, 'v1', 'vlan 100 and arp', () => {
-      writeSync(r.tapFds[0]!, Buffer.concat([Buffer.alloc(VIRTIO_NET_HDR_LEN), arpRequest(r.record.mac, '169.254.100.2', '169.254.100.1')]));
+      writeTapFrame(r.tapFds[0]!, arpRequest(r.record.mac, '169.254.100.2', '169.254.100.1'));
     });
     t.match(line, /vlan 100/, `tcpdump on the peer's untagged device shows the tag: ${line}`);
     t.ok(arpReplyFrom(r.tapFds[0]!, '169.254.100.1', 5000), 'the peer on VLAN 100 answered the guest');
