@@ -5,10 +5,14 @@
 // out what is wrong.
 //
 // In a privileged helper this runs before confinePrivileges(), so it must
-// stay this small: a pure parse of argv, then a write of fixed text (and
-// the caller's own argument, made printable by oneLine) to fds 1 and 2,
-// which the caller opened and Node made sure are open, and an exit. Nothing
-// is opened, read or decided. Everything else goes on to the full run.
+// stay this small: a pure parse of argv, then (setuid root dropped for good,
+// file capabilities held but unused) a write of fixed text, and of the
+// caller's own argument made printable by oneLine, to fds 1 and 2, which the
+// caller opened and Node made sure are open, and an exit. Nothing is opened,
+// read or decided. Every text starts with the program's name or "Usage:", so
+// that a file which checks the writer's capabilities at write(2) (such as
+// /proc/self/oom_score_adj) refuses all of it. Everything else goes on to
+// the full run.
 
 import { writeSync } from 'node:fs';
 import { oneLine } from './errors.ts';
@@ -31,9 +35,31 @@ function writeAll(fd: number, text: string): void {
   }
 }
 
-/** Prints the answer and ends the process; returns when there is none. */
+/**
+ * A helper installed setuid root becomes its caller for good before it
+ * answers: gids, then uids (glibc applies both to every thread), which
+ * also empties its capabilities. An early answer exits right after, so
+ * nothing is lost. Installed with file capabilities it cannot drop them
+ * without capset(2), which needs koffi: the answer is then written with
+ * them held but none of them used. Throws when the drop did not hold.
+ */
+export function dropSetuidRoot(): void {
+  const uid = process.getuid!();
+  const gid = process.getgid!();
+  if (process.geteuid!() !== 0 || uid === 0) return;
+  process.setgid!(gid);
+  process.setuid!(uid);
+  if (process.geteuid!() !== uid || process.getegid!() !== gid) throw new Error('the setuid drop did not hold');
+}
+
+/** Prints the answer and ends the process; returns when there is none (or when it cannot answer unprivileged: the full run answers then). */
 export function answerEarly(answer: EarlyAnswer | undefined): void {
   if (answer === undefined) return;
+  try {
+    dropSetuidRoot();
+  } catch {
+    return;
+  }
   if (answer.stdout !== undefined) writeAll(1, answer.stdout);
   if (answer.stderr !== undefined) writeAll(2, answer.stderr);
   process.exit(answer.status);

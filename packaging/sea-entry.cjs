@@ -26,6 +26,7 @@ const { programFromExecutable, unknownExecutableMessage } = require('../lib/exec
 // Synchronous writes: a closed stdout is an error at the call, not a crash later.
 const { writeErr, writeOut } = require('../lib/output.ts');
 const { VERSION } = require('../lib/version.ts');
+const { dropSetuidRoot } = require('../lib/early.ts');
 
 // QNH_PROGRAMS: the names this executable answers to. The helpers share one
 // executable, installed under each name as a hard link; which one runs is
@@ -49,7 +50,10 @@ if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
     // Answered here, before the program's modules load koffi, so that the
     // build can verify an executable before koffi.node is installed. The
     // first line is exactly what the program itself prints for --version.
+    // Setuid root is dropped for good first, as for every answer given
+    // before the program confines itself (lib/early.ts).
     try {
+      dropSetuidRoot();
       writeOut(`${PROGRAM} ${VERSION}\n`);
       writeOut(`runtime: Node ${process.version} single executable; node options: ${process.execArgv.join(' ')}; koffi ${QNH_KOFFI_VERSION} from ${QNH_KOFFI_NATIVE_PATH}; code cache ${QNH_CODE_CACHE}\n`);
     } catch (err) {

@@ -195,8 +195,14 @@ function parseVhost(o: Map<string, string | true>): VhostMode {
 
 export function parseHelperArgs(program: HelperProgram, argv: readonly string[]): HelperRequest {
   const o = parseOptions(argv, optionSpecs(program));
-  if (o.has('help')) return { action: 'help' };
-  if (o.has('version')) return { action: 'version' };
+  if (o.has('help') || o.has('version')) {
+    // QEMU reads a tap fd from --fd once the helper exits 0: after a --help
+    // that sent none it would use fd 0 as the tap. Exit 2 makes it say the
+    // helper failed.
+    const socket = ['fd', 'socketpair'].find((k) => o.has(k));
+    if (socket) throw new UsageError(`--${o.has('help') ? 'help' : 'version'} hands nothing over --${socket}`, `run it alone: ${program.name} --${o.has('help') ? 'help' : 'version'}`);
+    return { action: o.has('help') ? 'help' : 'version' };
+  }
   if (o.has('check-config')) {
     const extra = [...o.keys()].filter((k) => k !== 'check-config' && k !== 'config');
     if (extra.length) throw new UsageError(`--check-config takes only --config (got --${extra.join(', --')})`, 'run --check-config [--config=PATH] alone');

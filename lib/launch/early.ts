@@ -1,14 +1,21 @@
 // The launcher's answers that need no koffi (lib/early.ts): --help,
 // --version and a command line of its own that does not parse. Errors in
-// QEMU's arguments come later, from the plan, in the full run.
+// QEMU's arguments come later, from the plan, in the full run. First of all
+// it refuses to run with privileges, as the full run does (isPrivilegedRun):
+// an administrator who checks a wrong install with --help is told so.
 
-import { oneLine } from '../errors.ts';
+import { HelperError, oneLine } from '../errors.ts';
 import type { EarlyAnswer } from '../early.ts';
-import { EXIT_OK, EXIT_USAGE } from '../exit-status.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../exit-status.ts';
+import { startedPrivileged } from '../secure-exec.ts';
 import { VERSION } from '../version.ts';
 import { parseLaunchArgs, PROGRAM, usage } from './options.ts';
 
-export function launchEarlyAnswer(argv: readonly string[]): EarlyAnswer | undefined {
+export const PRIVILEGED_LAUNCHER = new HelperError('runs with privileges (setuid, setgid or file capabilities) and would hand them to any program it runs',
+  'install it as a plain executable (mode 0755, no capabilities): the helpers do the privileged work');
+
+export function launchEarlyAnswer(argv: readonly string[], privileged: () => boolean = startedPrivileged): EarlyAnswer | undefined {
+  if (privileged()) return { status: EXIT_FAILURE, stderr: oneLine(PROGRAM, PRIVILEGED_LAUNCHER) + '\n' };
   let action: string;
   try {
     action = parseLaunchArgs(argv).action;

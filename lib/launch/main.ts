@@ -20,6 +20,7 @@ import { callHelper, HelperCallError, type HelperResult } from '../client.ts';
 import { HelperError, UsageError, oneLine } from '../errors.ts';
 import { isPrivilegedRun } from '../privileges.ts';
 import { VERSION } from '../version.ts';
+import { PRIVILEGED_LAUNCHER } from './early.ts';
 import { execWithFds, resolveProgram } from './exec.ts';
 import { runAttach, runDetach } from './hotplug.ts';
 import { helperCommand, parseLaunchArgs, PROGRAM, shellLine, usage } from './options.ts';
@@ -126,8 +127,7 @@ export async function runRequest(req: MacvtapRequest, helperTemplate: readonly s
 /** Runs the launcher. Returns an exit status, or does not return at all: the process has become QEMU. */
 export async function runLaunch(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   if (isPrivilegedRun()) {
-    err(failure(new HelperError('runs with privileges (setuid, setgid or file capabilities) and would hand them to any program it runs',
-      'install it as a plain executable (mode 0755, no capabilities): the helpers do the privileged work')));
+    err(failure(PRIVILEGED_LAUNCHER));
     return EXIT_FAILURE;
   }
   let request;

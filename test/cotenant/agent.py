@@ -35,6 +35,11 @@
 #                            it makes in /dev/.qemu-net-helper-* (a directory this user owns
 #                            when the helper has file capabilities): stops and single-steps
 #                            it (same uid) and hard-links the node to .../keep
+#   blocked -- ARGV          (root) runs ARGV (which drops to the user itself) with stdout
+#                            on a full pipe, so that its first write(2) blocks; reports
+#                            the writer's uids, gids and capabilities from /proc while it
+#                            waits there, then reads the pipe to the end: the exit
+#                            status and the text
 #   wait [ANY...]            block until EOF on stdin (the words only make its command line)
 
 import ctypes
@@ -496,6 +501,60 @@ def steal(seconds, argv):
                    'stderr': p.stderr.read().decode('utf-8', 'replace'), 'seen': seen, 'kept': kept}})
 
 
+# ---------------------------------------------------------------- blocked
+
+def proc_status(pid):
+    fields = {}
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                k, _, v = line.partition(':')
+                if k in ('Uid', 'Gid', 'CapEff', 'CapPrm'):
+                    fields[k] = v.split()
+    except OSError:
+        return None
+    return fields
+
+
+def in_write_to(pid, fd):
+    """Whether pid is blocked in write(fd, ...) now (/proc/PID/syscall: root may read it of anyone)."""
+    try:
+        with open('/proc/%d/syscall' % pid) as f:
+            words = f.read().split()
+    except OSError:
+        return False
+    return len(words) > 1 and words[0] == '1' and int(words[1], 16) == fd
+
+
+def blocked(argv):
+    page = 4096
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, page)
+    os.write(w, b'#' * fcntl.fcntl(w, fcntl.F_GETPIPE_SZ))
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE, close_fds=True)
+    os.close(w)
+    seen = None
+    end = time.monotonic() + 20
+    while time.monotonic() < end and p.poll() is None:
+        if in_write_to(p.pid, 1):
+            seen = proc_status(p.pid)
+            break
+        time.sleep(0.002)
+    text = b''
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        text += chunk
+    try:
+        status = p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        status = p.wait()
+    out({'blocked': {'status': status if status >= 0 else None, 'signal': -status if status < 0 else None, 'while_writing': seen,
+                     'stdout': text[page:].decode('utf-8', 'replace'), 'stderr': p.stderr.read().decode('utf-8', 'replace')}})
+
+
 def main():
     args = sys.argv[1:]
     cmd = args.pop(0)
@@ -518,6 +577,8 @@ def main():
         occupy(int(args[0]), int(args[1]))
     elif cmd == 'steal':
         steal(float(args[0]), args[2:] if args[1:2] == ['--'] else args[1:])
+    elif cmd == 'blocked':
+        blocked(args[1:] if args[:1] == ['--'] else args)
     elif cmd == 'wait':
         out({'ready': os.getpid()})
         wait_stdin_eof()

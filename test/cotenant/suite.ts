@@ -14,6 +14,7 @@
 
 import t, { type Test } from 'tap';
 import { readFileSync, chownSync, mkdirSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_NET_ADMIN } from '../../lib/constants.ts';
 import { CONFFILE, HELPER_CAPS, LIBEXEC, PACKAGE } from '../../packaging/deb.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { IS_CI, privilegedSkipReason } from '../support/privileged.ts';
@@ -665,6 +666,37 @@ export function coTenantSuite(mode: Mode): void {
     t.notOk(existsSync(`${own}/cov`), 'NODE_V8_COVERAGE wrote nothing');
     const writable = sh(['find', '/dev', host.tmp, '-xdev', '-newer', marker, '-perm', '-0002', '!', '-type', 'c', '!', '-type', 's', '!', '-type', 'l', '-print'], false).stdout.split('\n').filter(Boolean);
     t.same(writable, [], 'nothing world-writable was created (umask 000)');
+  });
+
+  // ================================================================== 6b. answers before koffi
+
+  // --help, --version and usage errors are answered before koffi loads and
+  // before confinePrivileges() (lib/early.ts). Setuid root is dropped for good
+  // first; file capabilities stay held (capset needs koffi) and unused. Seen
+  // from /proc while the answer waits in write(2) on a full pipe.
+  scenario('6b. --help before koffi: setuid root dropped before it writes; one clean answer', async (t, ctx) => {
+    const ns = ctx.netns('6b');
+    for (const program of PROGRAMS) {
+      const r = await host.blockedWriting(att, ns, program, ['--help']);
+      t.equal(r.status, 0, `${program} --help: exit 0 (${r.stderr.trim()})`);
+      t.match(r.stdout, new RegExp(`^Usage: qemu-net-helper-${program} `), `${program} --help: the whole usage text came through the blocked pipe`);
+      const seen = r.while_writing;
+      if (!t.ok(seen, `${program} --help: its status was read while it waited to write`) || !seen) continue;
+      t.same(seen.Uid, Array(4).fill(String(att.uid)), `${program} --help: every uid is the caller's while it writes`);
+      t.same(seen.Gid, Array(4).fill(String(att.gid)), `${program} --help: every gid is the caller's`);
+      // The package's file capabilities (HELPER_CAPS): cap_chown, cap_dac_override, cap_net_admin.
+      const held = mode === 'setuid' ? 0n : (1n << BigInt(CAP_CHOWN)) | (1n << BigInt(CAP_DAC_OVERRIDE)) | (1n << BigInt(CAP_NET_ADMIN));
+      t.equal(BigInt(`0x${seen.CapPrm[0]}`), held, `${program} --help: permitted capabilities while it writes: ${mode === 'setuid' ? 'none (setuid root dropped)' : "the file's, unused"}`);
+      t.equal(BigInt(`0x${seen.CapEff[0]}`), held, `${program} --help: effective capabilities while it writes`);
+    }
+    const bad = await host.helper(att, ns, 'vepa', [`--dev=${'x'.repeat(100_000)}`, '--probe']);
+    t.equal(bad.status, 2, 'a usage error with a 100 kB argument: exit 2');
+    t.match(bad.stderr, ONE_LINE);
+    t.ok(bad.stderr.length <= 1025, `in one line of at most 1024 characters (${bad.stderr.length - 1})`);
+    const withFd = await result(host.own(att, ns, 'vepa', ['--help'], { proto: 'fd' }));
+    t.equal(withFd.status, 2, '--help over QEMU\'s --fd protocol: exit 2, so that QEMU reports a failed helper instead of using fd 0');
+    t.same(withFd.fds, [], 'and no fd');
+    t.same(ns.macvtaps(), [], 'nothing was made');
   });
 
   // ================================================================== 7. the user allowed nothing

@@ -92,6 +92,15 @@ export function sh(argv: readonly string[], check = true): { status: number | nu
 type Json = Record<string, any>;
 
 /** A long-running process that prints JSON lines (an agent, the holder). */
+/** A helper run whose output blocked: its /proc status fields while it waited to write, and how it ended. */
+export interface BlockedRun {
+  status: number | null;
+  signal: number | null;
+  while_writing: { Uid: string[]; Gid: string[]; CapEff: string[]; CapPrm: string[] } | null;
+  stdout: string;
+  stderr: string;
+}
+
 export class JsonProc {
   readonly child: ChildProcess;
   readonly pid: number;
@@ -523,6 +532,14 @@ export class CoTenantHost {
     const r = await run(this.as(who, ns, [PYTHON, this.agent, 'tryopen', ...paths]));
     if (r.status !== 0) throw new Error(`tryopen failed: ${r.stderr}`);
     return JSON.parse(r.stdout).opened as Json[];
+  }
+
+  /** Runs `who`'s helper with stdout on a full pipe; what /proc said of it while it waited in write(2) (agent.py blocked, as root, to read /proc/PID/syscall). */
+  async blockedWriting(who: User, ns: Netns, program: Program, args: readonly string[]): Promise<BlockedRun> {
+    const drop = ['setpriv', `--reuid=${who.uid}`, `--regid=${who.gid}`, '--init-groups'];
+    const r = await run(this.as(ROOT, ns, [PYTHON, this.agent, 'blocked', '--', ...drop, helperPath(program), ...args]));
+    if (r.status !== 0) throw new Error(`blocked failed: ${r.stderr}`);
+    return JSON.parse(r.stdout).blocked as BlockedRun;
   }
 
   /** The user's own network namespace (unshare -rn) with macvtaps at ifindex first.., so /dev/tap<first>.. are its devices. */

@@ -4,6 +4,11 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { AT_SECURE } from '../../lib/constants.ts';
+import { MAX_LINE, oneLine, UsageError } from '../../lib/errors.ts';
+import { parseHelperArgs } from '../../lib/helper/options.ts';
+import { atSecureOf, startedPrivileged } from '../../lib/secure-exec.ts';
 import { VERSION } from '../../lib/version.ts';
 import { helperEarlyAnswer } from '../../lib/helper/early.ts';
 import { BRIDGE_HELPER, PASSTHROUGH_HELPER, VEPA_HELPER } from '../../lib/helper/programs.ts';
@@ -25,6 +30,9 @@ t.test('a helper answers --help, --version and usage errors; everything else is 
   t.equal(helperEarlyAnswer(VEPA_HELPER, ['--list']), undefined, 'maintenance');
   t.equal(helperEarlyAnswer(VEPA_HELPER, ['--check-config']), undefined);
   // A program waits on a named reply socket for an error record: the full run sends it.
+  t.equal(helperEarlyAnswer(VEPA_HELPER, ['--help', '--fd=5']), undefined, '--help over --fd: QEMU would take fd 0 for the tap after an exit 0');
+  t.throws(() => parseHelperArgs(VEPA_HELPER, ['--help', '--use-vnet', '--fd=5', '--br=eth0']), new UsageError('--help hands nothing over --fd', 'run it alone: qemu-net-helper-vepa --help'));
+  t.throws(() => parseHelperArgs(VEPA_HELPER, ['--version', '--socketpair', '7']), new UsageError('--version hands nothing over --socketpair', 'run it alone: qemu-net-helper-vepa --version'));
   t.equal(helperEarlyAnswer(VEPA_HELPER, ['--dev=eth0', '--queues=0', '--socketpair=5']), undefined);
   t.equal(helperEarlyAnswer(VEPA_HELPER, ['--queues', '0', '--fd', '9', '--br=eth0']), undefined, 'both option forms');
   const unprintable = helperEarlyAnswer(VEPA_HELPER, ['--dev=a\nb\x1b[2J', '--probe']);
@@ -34,13 +42,54 @@ t.test('a helper answers --help, --version and usage errors; everything else is 
 });
 
 t.test('the launcher answers --help, --version and errors in its own options', async (t) => {
-  t.same(launchEarlyAnswer(['--help']), { status: 0, stdout: launchUsage() });
-  t.same(launchEarlyAnswer(['--version']), { status: 0, stdout: `qemu-net-launch ${VERSION}\n` });
+  t.same(launchEarlyAnswer(['--help'], () => false), { status: 0, stdout: launchUsage() });
+  t.same(launchEarlyAnswer(['--version'], () => false), { status: 0, stdout: `qemu-net-launch ${VERSION}\n` });
+  const privileged = launchEarlyAnswer(['--help'], () => true);
+  t.equal(privileged?.status, 1, 'installed with privileges it refuses even --help');
+  t.match(privileged?.stderr, /^qemu-net-launch: runs with privileges \(setuid, setgid or file capabilities\) and would hand them to any program it runs; install it as a plain executable/);
   const bad = launchEarlyAnswer(['--frobnicate', '--', 'qemu-system-x86_64']);
   t.equal(bad?.status, 2);
   t.match(bad?.stderr, /^qemu-net-launch: unknown option "--frobnicate"/);
   t.equal(launchEarlyAnswer(['--dry-run', '--', 'qemu-system-x86_64', '-netdev', 'macvtap,id=n0,dev=v0']), undefined, 'a launch');
   t.equal(launchEarlyAnswer(['attach', '--qmp=/run/q.sock', '-netdev', 'macvtap,id=n0,dev=v0']), undefined, 'a hotplug');
+});
+
+// Every text answered before confinement starts with the program's name or
+// "Usage:": a file that checks the writer's capabilities at write(2), such
+// as /proc/self/oom_score_adj, refuses the whole of it (lib/early.ts).
+t.test('every early answer starts with the program\'s name or "Usage:"', async (t) => {
+  const argvs = [['--help'], ['--version'], ['--bogus'], ['-1'], ['--dev=5', '--queues=-5', '--probe'], ['--mac=01:00:5e:00:00:01', '--dev=x', '--probe'], ['--help=5'], ['--version', 'x'], ['5']];
+  for (const program of [VEPA_HELPER, BRIDGE_HELPER, PASSTHROUGH_HELPER]) {
+    for (const argv of argvs) {
+      const a = helperEarlyAnswer(program, argv);
+      if (!t.ok(a, `${program.name} ${argv.join(' ')}: answered early`) || !a) continue;
+      for (const text of [a.stdout, a.stderr].filter((x) => x !== undefined)) t.match(text, new RegExp(`^(Usage: |${program.name}[: ])`), `${program.name} ${argv.join(' ')}`);
+    }
+  }
+  for (const argv of argvs) {
+    const a = launchEarlyAnswer(argv, () => false);
+    for (const text of [a?.stdout, a?.stderr].filter((x) => x !== undefined)) t.match(text, /^(Usage: |qemu-net-launch[: ])/, `qemu-net-launch ${argv.join(' ')}`);
+  }
+});
+
+t.test('AT_SECURE read from an auxiliary vector', async (t) => {
+  const auxv = (...pairs: Array<[number, number]>) => Buffer.concat(pairs.map(([k, v]) => { const b = Buffer.alloc(16); b.writeBigUInt64LE(BigInt(k)); b.writeBigUInt64LE(BigInt(v), 8); return b; }));
+  t.equal(atSecureOf(auxv([6, 4096], [AT_SECURE, 1], [0, 0])), true);
+  t.equal(atSecureOf(auxv([6, 4096], [AT_SECURE, 0], [0, 0])), false);
+  t.equal(atSecureOf(auxv([6, 4096], [0, 0], [AT_SECURE, 1])), undefined, 'nothing after AT_NULL counts');
+  t.equal(atSecureOf(Buffer.alloc(7)), undefined, 'a short read');
+  t.equal(startedPrivileged(() => auxv([AT_SECURE, 1], [0, 0])), true);
+  t.equal(startedPrivileged(() => auxv([AT_SECURE, 0], [0, 0])), process.getuid!() !== process.geteuid!());
+  t.equal(startedPrivileged(() => { throw new Error('no /proc'); }), false, 'without /proc the full run decides');
+  t.equal(atSecureOf(readFileSync('/proc/self/auxv')), false, 'this test runs unprivileged by its own auxv');
+});
+
+t.test('oneLine: nothing a terminal acts on, and at most MAX_LINE characters with both ends kept', async (t) => {
+  t.equal(oneLine('p', new Error('a\u009b31m\u202eb\u2066c\u2028d\x1b[2J\x7f')), 'p: a?31m?b?c?d?[2J?');
+  const long = oneLine('qemu-net-helper-vepa', new UsageError(`unknown option ${JSON.stringify('-'.repeat(200_000))}`, "see '--help'"));
+  t.equal(long.length, MAX_LINE);
+  t.match(long, /^qemu-net-helper-vepa: unknown option "-+ \.\.\. -+"; see '--help'$/);
+  t.equal(oneLine('p', new UsageError('x'.repeat(MAX_LINE - 8), 'fix')), `p: ${'x'.repeat(MAX_LINE - 8)}; fix`, 'a line of exactly MAX_LINE is whole');
 });
 
 // From source, with koffi made unloadable by a resolve hook: the entry
