@@ -17,6 +17,12 @@ export function atSecureOf(auxv: Buffer): boolean | undefined {
   return undefined;
 }
 
+/** Why a program that must run unprivileged (the launcher) refuses, as cause and fix. */
+export const PRIVILEGED_REFUSAL = {
+  cause: 'runs with privileges (setuid, setgid or file capabilities) and would hand them to any program it runs',
+  fix: 'install it as a plain executable (mode 0755, no capabilities): the helpers do the privileged work',
+} as const;
+
 /** Whether this process runs with privileges its caller lacks: its uids or gids differ, or the kernel says AT_SECURE. */
 export function startedPrivileged(readAuxv: () => Buffer = () => readFileSync('/proc/self/auxv')): boolean {
   if (process.getuid!() !== process.geteuid!() || process.getgid!() !== process.getegid!()) return true;

@@ -168,6 +168,8 @@ async function bundle(entry: string, names: string[], koffiPath: string, libexec
     external: ['koffi', 'supports-color'],
     define: {
       QNH_PROGRAMS: JSON.stringify(names),
+      // Every program but the privileged helpers refuses to run with privileges (packaging/sea-entry.cjs).
+      QNH_REFUSE_PRIVILEGES: JSON.stringify(!names.every((n) => HELPER_PROGRAMS.some((p) => p.name === n))),
       QNH_KOFFI_NATIVE_PATH: JSON.stringify(koffiPath),
       QNH_KOFFI_VERSION: JSON.stringify(koffiVersion()),
       QNH_INSTALL_COMMAND: JSON.stringify(installCommand),

@@ -1,6 +1,6 @@
 'use strict';
 // The first code of the program in a single executable (packaging/build.ts
-// bundles it with one program: QNH_PROGRAMS, QNH_KOFFI_* are replaced at build
+// bundles it with one program: QNH_PROGRAMS, QNH_REFUSE_PRIVILEGES, QNH_KOFFI_* are replaced at build
 // time, and require('qnh:program') is that program's entry file). Before it,
 // packaging/sea-main.cjs has only compiled the bundle; QNH_CODE_CACHE is a
 // parameter it passes: whether V8 accepted the code cache.
@@ -27,6 +27,7 @@ const { programFromExecutable, unknownExecutableMessage } = require('../lib/exec
 const { writeErr, writeOut } = require('../lib/output.ts');
 const { VERSION } = require('../lib/version.ts');
 const { dropSetuidRoot } = require('../lib/early.ts');
+const { PRIVILEGED_REFUSAL, startedPrivileged } = require('../lib/secure-exec.ts');
 
 // QNH_PROGRAMS: the names this executable answers to. The helpers share one
 // executable, installed under each name as a hard link; which one runs is
@@ -40,6 +41,10 @@ function refuse(program, cause, fix) {
 
 if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
   refuse(PROGRAM ?? QNH_PROGRAMS[0], 'this executable was not built with its protective Node options', 'rebuild it with npm run package');
+} else if (QNH_REFUSE_PRIVILEGES && startedPrivileged()) {
+  // A program that must never hold privileges (the launcher: it runs QEMU)
+  // refuses before it answers anything, --version included.
+  refuse(PROGRAM ?? QNH_PROGRAMS[0], PRIVILEGED_REFUSAL.cause, PRIVILEGED_REFUSAL.fix);
 } else if (PROGRAM === undefined) {
   writeErr(`qemu-net-helper: ${unknownExecutableMessage(QNH_PROGRAMS)}\n`);
   process.exitCode = 1;

@@ -7,12 +7,11 @@
 import { HelperError, oneLine } from '../errors.ts';
 import type { EarlyAnswer } from '../early.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../exit-status.ts';
-import { startedPrivileged } from '../secure-exec.ts';
+import { PRIVILEGED_REFUSAL, startedPrivileged } from '../secure-exec.ts';
 import { VERSION } from '../version.ts';
 import { parseLaunchArgs, PROGRAM, usage } from './options.ts';
 
-export const PRIVILEGED_LAUNCHER = new HelperError('runs with privileges (setuid, setgid or file capabilities) and would hand them to any program it runs',
-  'install it as a plain executable (mode 0755, no capabilities): the helpers do the privileged work');
+export const PRIVILEGED_LAUNCHER = new HelperError(PRIVILEGED_REFUSAL.cause, PRIVILEGED_REFUSAL.fix);
 
 export function launchEarlyAnswer(argv: readonly string[], privileged: () => boolean = startedPrivileged): EarlyAnswer | undefined {
   if (privileged()) return { status: EXIT_FAILURE, stderr: oneLine(PROGRAM, PRIVILEGED_LAUNCHER) + '\n' };

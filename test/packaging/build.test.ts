@@ -121,6 +121,29 @@ t.test('a missing koffi.node: the launcher answers --help, --version and usage e
   t.equal(r.status, 1);
   t.equal(r.stderr, `qemu-net-launch: koffi's native module ${missing} is missing; install it again with ${command}\n`);
   t.equal(r.stdout, '');
+
+  await t.test('installed with file capabilities by mistake, it refuses before it answers anything', async (t) => {
+    if (process.getuid?.() !== 0) {
+      if (IS_CI) throw new Error('CI runs as root');
+      return t.pass('skipped: setcap and another user need root');
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'qnh-capped-launch-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    chmodSync(dir, 0o755);
+    const capped = join(dir, 'qemu-net-launch');
+    copyFileSync(built.path, capped);
+    chmodSync(capped, 0o755);
+    const asNobody = (args: string[]) => run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', capped, ...args]);
+    t.equal(asNobody(['--version']).status, 0, 'a plain copy answers --version');
+    const setcap = run(['setcap', 'cap_net_admin=ep', capped]);
+    t.equal(setcap.status, 0, setcap.stderr);
+    for (const args of [['--version'], ['--help'], ['--frobnicate']]) {
+      const r = asNobody(args);
+      t.equal(r.status, 1, `${args[0]}: exit 1`);
+      t.equal(r.stderr, 'qemu-net-launch: runs with privileges (setuid, setgid or file capabilities) and would hand them to any program it runs; install it as a plain executable (mode 0755, no capabilities): the helpers do the privileged work\n', `${args[0]}: refused in one line`);
+      t.equal(r.stdout, '', `${args[0]}: nothing else`);
+    }
+  });
 });
 
 t.test('the build refuses what it cannot verify', async (t) => {
