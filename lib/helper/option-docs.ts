@@ -244,7 +244,9 @@ The record says
   {
     options: ['fd'],
     group: 'request',
-    help: () => [line('--fd=N', "QEMU's helper protocol: send one tap fd over unix socket N")],
+    help: (p) => [onlyPassthru(p)
+      ? line('--fd=N', "QEMU's helper protocol: send one tap fd over unix socket N")
+      : line('--fd=N', "QEMU's helper protocol: send one tap fd over unix socket N", '(needs --mac: the protocol does not carry the guest\'s MAC)')],
     man: () => [item(String.raw`.BI \-\-fd= N`, String.raw`QEMU's helper protocol: send one tap file descriptor, with one zero byte, over
 the unix socket
 .IR N ,
