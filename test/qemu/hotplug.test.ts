@@ -171,4 +171,56 @@ else {
     const code = await Promise.race([exit, new Promise((r) => setTimeout(() => r('timeout'), 20_000))]);
     t.equal(code, 0, 'QEMU quits when told');
   });
+
+  // A guest that never lets the NIC go (here: its CPU never runs, -S): detach
+  // gives up after --timeout and leaves NIC, netdev and link as they were,
+  // because QEMU still uses the queue; once QEMU is gone the link is stale
+  // and root's --gc takes it.
+  t.test('detach from a guest that never acknowledges the unplug leaves everything in place', async (t) => {
+    const { host } = hostAndPeer(t, 'hpnoack', '169.254.79.1/16');
+    const dir = mkdtempSync('/tmp/qnh-hotplug-');
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const sock = `${dir}/qmp.sock`;
+    const qemu: ChildProcess = spawn(host.exec[0]!, [...host.exec.slice(1), QEMU_BINARY, '-nodefaults', '-no-user-config', '-machine', 'pc', '-accel', 'tcg',
+      '-m', '64', '-display', 'none', '-S', '-global', 'virtio-net-pci.romfile=', '-qmp', `unix:${sock},server=on,wait=off`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let exited = false;
+    const exit = new Promise<number | null>((resolve) => qemu.on('close', (code) => { exited = true; resolve(code); }));
+    qemu.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    t.teardown(async () => {
+      if (!exited) qemu.kill('SIGKILL');
+      await exit;
+    });
+    const deadline = performance.now() + 30_000;
+    for (;;) {
+      try {
+        statSync(sock);
+        break;
+      } catch {
+        if (exited || performance.now() > deadline) throw new Error(`QEMU made no QMP socket: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    let r = await launcher(host, ['attach', `--qmp=${sock}`, HELPERS, '-netdev', 'macvtap,id=h2,dev=v0,mode=vepa']);
+    t.equal(r.code, 0, `attach to a stopped guest: ${r.stderr.trim()}`);
+    const ifname = /^h2: (\S+) on v0/.exec(r.stdout)?.[1] ?? '';
+    t.same(host.macvtaps(), [ifname], 'one link');
+    const started = performance.now();
+    r = await launcher(host, ['detach', `--qmp=${sock}`, '--timeout=2', HELPERS, 'h2']);
+    const took = performance.now() - started;
+    t.equal(r.code, 1, 'detach fails');
+    t.equal(r.stderr, `qemu-net-launch: the guest did not release NIC h2-nic within 2 s (QEMU asked it through ACPI hotplug); netdev h2 and ${ifname} are left as they were; run detach again once the guest has let it go, or give it longer with --timeout=SECONDS\n`);
+    t.ok(took >= 2000 && took < 30_000, `after the 2 s it was given (${Math.round(took)} ms)`);
+    t.same(host.macvtaps(), [ifname], 'the link is still there');
+    t.equal(tapFdsOf(qemu.pid!).length, 1, 'QEMU still holds its queue');
+    t.match(String(qmpOnce(sock, 'human-monitor-command', { 'command-line': 'info network' })), /\bh2:/, 'and the netdev');
+    const gc = helperAction(host, '--gc');
+    t.equal(gc.code, 0, gc.stderr);
+    t.same(host.macvtaps(), [ifname], '--gc keeps it while QEMU holds the queue');
+    qemu.kill('SIGKILL');
+    await exit;
+    const after = helperAction(host, '--gc');
+    t.equal(after.code, 0, after.stderr);
+    t.same(host.macvtaps(), [], 'once QEMU is gone root\'s --gc collects it');
+  });
 }
