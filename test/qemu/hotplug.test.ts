@@ -172,7 +172,8 @@ else {
     t.equal(code, 0, 'QEMU quits when told');
   });
 
-  // A guest that never lets the NIC go (here: its CPU never runs, -S): detach
+  // Two queues, so that a multiqueue attach is tested against QEMU too. A
+  // guest that never lets the NIC go (here: its CPU never runs, -S): detach
   // gives up after --timeout and leaves NIC, netdev and link as they were,
   // because QEMU still uses the queue; once QEMU is gone the link is stale
   // and root's --gc takes it.
@@ -201,10 +202,13 @@ else {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    let r = await launcher(host, ['attach', `--qmp=${sock}`, HELPERS, '-netdev', 'macvtap,id=h2,dev=v0,mode=vepa']);
+    let r = await launcher(host, ['attach', `--qmp=${sock}`, HELPERS, '-netdev', 'macvtap,id=h2,dev=v0,mode=vepa,queues=2']);
     t.equal(r.code, 0, `attach to a stopped guest: ${r.stderr.trim()}`);
-    const ifname = /^h2: (\S+) on v0/.exec(r.stdout)?.[1] ?? '';
+    const ifname = /^h2: (\S+) on v0, mode vepa, mac \S+, 2 queues, /.exec(r.stdout)?.[1] ?? '';
+    t.ok(ifname, `two queues: ${r.stdout.trim()}`);
     t.same(host.macvtaps(), [ifname], 'one link');
+    t.equal(tapFdsOf(qemu.pid!).length, 2, 'QEMU holds both queues');
+    t.match(String(qmpOnce(sock, 'human-monitor-command', { 'command-line': 'info qtree' })), /mq = true/, 'the NIC was added with mq=on');
     const started = performance.now();
     r = await launcher(host, ['detach', `--qmp=${sock}`, '--timeout=2', HELPERS, 'h2']);
     const took = performance.now() - started;
@@ -212,7 +216,7 @@ else {
     t.equal(r.stderr, `qemu-net-launch: the guest did not release NIC h2-nic within 2 s (QEMU asked it through ACPI hotplug); netdev h2 and ${ifname} are left as they were; run detach again once the guest has let it go, or give it longer with --timeout=SECONDS\n`);
     t.ok(took >= 2000 && took < 30_000, `after the 2 s it was given (${Math.round(took)} ms)`);
     t.same(host.macvtaps(), [ifname], 'the link is still there');
-    t.equal(tapFdsOf(qemu.pid!).length, 1, 'QEMU still holds its queue');
+    t.equal(tapFdsOf(qemu.pid!).length, 2, 'QEMU still holds its queues');
     t.match(String(qmpOnce(sock, 'human-monitor-command', { 'command-line': 'info network' })), /\bh2:/, 'and the netdev');
     const gc = helperAction(host, '--gc');
     t.equal(gc.code, 0, gc.stderr);
