@@ -18,6 +18,8 @@
 //   QNH_KERNEL61_BUDGET_S=N    bound of the whole job in seconds (default below)
 //   QNH_KERNEL61_JOBS=N        tap --jobs in the guest (default 2, one per vCPU)
 //   QNH_KERNEL61_VERBOSE=1     copy the guest's console to stderr as it comes
+//   QNH_KERNEL61_CPU=MODEL     QEMU -cpu of the guest (default KERNEL_GUEST_CPU, Westmere)
+//   QNH_KERNEL61_SMP=N         guest vCPUs (default 2)
 
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
@@ -159,6 +161,8 @@ else {
       fileTimeoutS: budgetS,
       tag: KERNEL_GUEST_TAG,
       compileCacheDir: compileCache,
+      cpu: process.env.QNH_KERNEL61_CPU || undefined,
+      smp: process.env.QNH_KERNEL61_SMP ? Number(process.env.QNH_KERNEL61_SMP) : undefined,
     }, {
       timeoutMs: Math.max(30, budgetS - elapsedS()) * 1000,
       onConsole: (chunk) => {

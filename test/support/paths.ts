@@ -17,10 +17,11 @@ interface SpawnResult { status: number | null; signal: NodeJS.Signals | null }
 
 /**
  * Runs `run`, and in the second-kernel job only runs it once more if Node died of SIGSEGV
- * or SIGTRAP, saying so through `note`. Measured there (TCG, kernel 6.1): Node started by an
- * unprivileged user through the file-capability node dies so, without a word, in a few
- * runs in a hundred (2 of 8 `--version` runs in one guest, 0 of 8 `--list`, 0 of 8 as root
- * or through the plain node); never on this machine. Cause unknown (docs/testing.md).
+ * or SIGTRAP, saying so through `note`. Measured there (TCG, 2 vCPUs): a few uncached runs
+ * from source in a hundred die so, whoever runs them and through whichever node. V8 finds
+ * itself in WebAssembly code it has already freed, most likely Node's TypeScript stripper.
+ * Every run through the file-capability node strips, since AT_SECURE makes Node ignore
+ * NODE_COMPILE_CACHE. None died with 1 vCPU, and none on this machine (docs/testing.md).
  * Anywhere else a crash is a failure like any other.
  */
 export function retryGuestCrash<R extends SpawnResult>(run: () => R, note: (s: string) => void): R {
