@@ -15,7 +15,7 @@ import { callHelper, HelperCallError } from '../../lib/client.ts';
 import { makeCapNode } from '../support/cap-node.ts';
 import { helperAction, listHelperLinks } from '../support/helper-actions.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
-import { BRIDGE, PASSTHROUGH, REPO, retryGuestCrash, seamedHelper, VEPA } from '../support/paths.ts';
+import { BRIDGE, GUEST_NODE_FLAGS, PASSTHROUGH, REPO, retryGuestCrash, seamedHelper, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 
 const kernel = spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim();
@@ -92,7 +92,7 @@ else {
     const policy = `${dir}/policy.conf`;
     writeFileSync(policy, `allow user ${ALICE} dev v0 netns ${ns.name} persistent\n`, { mode: 0o644 });
     const as = (program: string, args: string[]) => retryGuestCrash(() => run([...ns.exec, 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
-      capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args]), (s) => t.comment(s));
+      capNode, ...GUEST_NODE_FLAGS, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args]), (s) => t.comment(s));
     const made = as('qemu-net-helper-vepa', ['--dev=v0', '--persistent', '--json']);
     t.equal(made.status, 0, `${made.stderr}${made.signal ? ` (killed by ${made.signal})` : ''}`);
     const rec = JSON.parse(made.stdout || '{}') as Record<string, unknown>;

@@ -19,7 +19,7 @@ import { makeCapNode } from '../support/cap-node.ts';
 import { captureOneFrame } from '../support/capture.ts';
 import { helperAction } from '../support/helper-actions.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
-import { REPO, retryGuestCrash, seamedHelper, VEPA } from '../support/paths.ts';
+import { GUEST_NODE_FLAGS, REPO, retryGuestCrash, seamedHelper, VEPA } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 import { awaitTapFrame, writeTapFrame } from '../support/tap-frames.ts';
 
@@ -123,7 +123,7 @@ else {
     const policy = `${dir}/policy.conf`;
     writeFileSync(policy, `allow user ${ALICE} dev v0 vlan 100 netns ${ns.name}\nallow user ${ALICE} dev w0 vlan 100 mode passthru netns ${ns.name}\n`, { mode: 0o644 });
     const as = (args: string[], program = 'qemu-net-helper-vepa') => retryGuestCrash(() => spawnSync(ns.exec[0]!, [...ns.exec.slice(1), 'setpriv', `--reuid=${ALICE}`, `--regid=${ALICE}`, '--clear-groups', 'env', '-i', 'PATH=/usr/bin:/bin',
-      capNode, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args], { encoding: 'utf8', timeout: 90_000 }), (s) => t.comment(s));
+      capNode, ...GUEST_NODE_FLAGS, `${REPO}test/support/helper-with-seams.ts`, program, `--seam-policy=${policy}`, '--', ...args], { encoding: 'utf8', timeout: 90_000 }), (s) => t.comment(s));
     const refused = as(['--dev=v0', '--vlan=101', '--probe']);
     t.equal(refused.status, 1, `exit ${refused.status}${refused.signal ? `, killed by ${refused.signal}` : ''}${refused.error ? `, ${refused.error.message}` : ''}`);
     t.match(refused.stderr, /^qemu-net-helper-vepa: .*v0 VLAN 101 in mode vepa.*allows only VLAN 100/);

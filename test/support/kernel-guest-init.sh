@@ -149,7 +149,9 @@ phase() {
 
 # The helpers' modules, compiled once for every helper run (see kernel-guest-warm.ts).
 start=$(cut -d. -f1 /proc/uptime)
-inroot "$node" "$repo/test/support/kernel-guest-warm.ts" 2>&1 | tail -n 5 | while IFS= read -r l; do info "$l"; done
+# Node's options must be the helpers' own (KERNEL_GUEST_NODE_FLAGS in paths.ts), or V8
+# rejects the cache; kernel-guest-warm.ts checks that they are.
+inroot "$node" --liftoff-only "$repo/test/support/kernel-guest-warm.ts" 2>&1 | tail -n 5 | while IFS= read -r l; do info "$l"; done
 info "warm-up took $(($(cut -d. -f1 /proc/uptime) - start)) s"
 
 status=0

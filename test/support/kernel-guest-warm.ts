@@ -12,6 +12,7 @@
 // entry is used only for the same file with the same contents.
 
 import { flushCompileCache, getCompileCacheDir, registerHooks } from 'node:module';
+import { KERNEL_GUEST_NODE_FLAGS } from './paths.ts';
 
 const repo = new URL('../../', import.meta.url);
 const LIBS = ['lib/helper/main.ts', 'lib/launch/main.ts', 'lib/client.ts', 'lib/index.ts', 'lib/early.ts', 'lib/helper/early.ts', 'lib/launch/early.ts'];
@@ -22,6 +23,9 @@ const ENTRIES = [
 const STUB = `data:text/javascript,${encodeURIComponent('export const runHelperAndExit = () => {}; export const STEPS = []; export const runLaunch = async () => 0; export const answerEarly = () => {}; export const startFullRun = () => {};')}`;
 
 if (!getCompileCacheDir()) throw new Error('kernel-guest-warm.ts: NODE_COMPILE_CACHE is not set; nothing to warm');
+// V8 takes a cache only from a process with the same flags: the helpers' (paths.ts).
+const missing = KERNEL_GUEST_NODE_FLAGS.filter((f) => !process.execArgv.includes(f));
+if (missing.length) throw new Error(`kernel-guest-warm.ts: run it with ${missing.join(' ')}, as the helpers run, or V8 rejects what it writes`);
 const started = performance.now();
 let failed = 0;
 for (const lib of LIBS) {
