@@ -8,21 +8,22 @@ import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import t from 'tap';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
-import { REPO } from '../support/paths.ts';
+import { GUEST_ENV, GUEST_NODE_FLAGS, REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
 import { QEMU } from '../support/qemu.ts';
 
 const CLEAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 const LAUNCH = `${REPO}helpers/qemu-net-launch.ts`;
-// In the kernel job, Node's compile cache for the helpers as test/support/paths.ts gives it.
-const CACHE = process.env.QNH_KERNEL_GUEST && process.env.NODE_COMPILE_CACHE ? ` NODE_COMPILE_CACHE=${process.env.NODE_COMPILE_CACHE}` : '';
-const HELPERS = `--helper-command=env -i PATH=${CLEAN_PATH}${CACHE} ${process.execPath} ${REPO}helpers/{}.ts`;
+// In the kernel job, the launcher and the helpers run as test/support/paths.ts runs
+// helpers there: with Node's compile cache and the options it was made under.
+const HELPERS = `--helper-command=${['env', '-i', `PATH=${CLEAN_PATH}`, ...GUEST_ENV, process.execPath, ...GUEST_NODE_FLAGS, `${REPO}helpers/{}.ts`].join(' ')}`;
+const LAUNCH_ENV = Object.fromEntries([`PATH=${CLEAN_PATH}`, ...GUEST_ENV].map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
 const PAUSED = ['-accel', 'tcg', '-machine', 'pc', '-nodefaults', '-display', 'none', '-serial', 'none', '-S'];
 
 function dryRun(ns: Netns, args: string[], timeoutMs = 180_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(ns.exec[0]!, [...ns.exec.slice(1), process.execPath, LAUNCH, '--dry-run', HELPERS, '--', QEMU, ...args],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: CLEAN_PATH } });
+    const child = spawn(ns.exec[0]!, [...ns.exec.slice(1), process.execPath, ...GUEST_NODE_FLAGS, LAUNCH, '--dry-run', HELPERS, '--', QEMU, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: LAUNCH_ENV });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });

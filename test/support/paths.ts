@@ -9,7 +9,7 @@ export const REPO = fileURLToPath(new URL('../../', import.meta.url));
  * Node's compile cache for the helpers too, which keeps their TypeScript stripped and
  * compiled (under TCG that is most of a helper's start). Anywhere else a helper sees PATH only.
  */
-const GUEST_ENV = process.env.QNH_KERNEL_GUEST && process.env.NODE_COMPILE_CACHE ? [`NODE_COMPILE_CACHE=${process.env.NODE_COMPILE_CACHE}`] : [];
+export const GUEST_ENV: readonly string[] = process.env.QNH_KERNEL_GUEST && process.env.NODE_COMPILE_CACHE ? [`NODE_COMPILE_CACHE=${process.env.NODE_COMPILE_CACHE}`] : [];
 
 
 /**
