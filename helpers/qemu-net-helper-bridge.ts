@@ -1,10 +1,9 @@
 // qemu-net-helper-bridge: see lib/helper/programs.ts. Entry point only: everything lives in lib/.
-// --help, --version and usage errors are answered before koffi is loaded (lib/early.ts).
+// Where koffi cannot load, --help, --version and usage errors are still answered (lib/early.ts).
 import '../lib/harden.ts'; // first: see lib/harden.ts
-import { answerEarly, startFullRun } from '../lib/early.ts';
+import { startFullRun } from '../lib/early.ts';
 import { helperEarlyAnswer } from '../lib/helper/early.ts';
 import { BRIDGE_HELPER } from '../lib/helper/programs.ts';
 
 const argv = process.argv.slice(2);
-answerEarly(helperEarlyAnswer(BRIDGE_HELPER, argv));
-startFullRun(BRIDGE_HELPER.name, () => import('../lib/helper/main.ts'), (main) => main.runHelperAndExit(BRIDGE_HELPER, argv));
+startFullRun(BRIDGE_HELPER.name, () => import('../lib/helper/main.ts'), (main) => main.runHelperAndExit(BRIDGE_HELPER, argv), () => helperEarlyAnswer(BRIDGE_HELPER, argv));

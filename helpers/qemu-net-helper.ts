@@ -3,8 +3,8 @@
 // it runs the helper it was executed as (lib/executable.ts). Entry point only.
 // From source, run the helpers' own entry points (helpers/qemu-net-helper-vepa.ts, ...).
 //
-// --help, --version and usage errors are answered before koffi is loaded
-// (lib/early.ts); everything else runs lib/helper/main.ts, whose modules load it.
+// It runs lib/helper/main.ts, whose modules load koffi; where koffi cannot
+// load, --help, --version and usage errors are still answered (lib/early.ts).
 import '../lib/harden.ts'; // first: see lib/harden.ts
 import { answerEarly, startFullRun } from '../lib/early.ts';
 import { programFromExecutable, unknownExecutableMessage } from '../lib/executable.ts';
@@ -17,6 +17,5 @@ const program = HELPER_PROGRAMS.find((p) => p.name === programFromExecutable(nam
 if (!program) answerEarly({ status: EXIT_FAILURE, stderr: `qemu-net-helper: ${unknownExecutableMessage(names)}\n` });
 else {
   const argv = process.argv.slice(2);
-  answerEarly(helperEarlyAnswer(program, argv));
-  startFullRun(program.name, () => import('../lib/helper/main.ts'), (main) => main.runHelperAndExit(program, argv));
+  startFullRun(program.name, () => import('../lib/helper/main.ts'), (main) => main.runHelperAndExit(program, argv), () => helperEarlyAnswer(program, argv));
 }

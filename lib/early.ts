@@ -1,18 +1,20 @@
-// Answers a program gives before koffi (lib/koffi-loader.ts) is loaded:
-// --help, --version and a command line that does not parse. They need
-// nothing from the C library, so they work where koffi.node is missing or
-// refused, which is exactly when a person types --help or --version to find
-// out what is wrong.
+// Answers a program can give without koffi (lib/koffi-loader.ts): --help,
+// --version and a command line that does not parse. They need nothing from
+// the C library, so they work where koffi.node is missing or refused, which
+// is exactly when a person types --help or --version to find out what is
+// wrong.
 //
-// In a privileged helper this runs before confinePrivileges(), so it must
-// stay this small: a pure parse of argv, then (setuid root dropped for good,
-// file capabilities held but unused) a write of fixed text, and of the
-// caller's own argument made printable by oneLine, to fds 1 and 2, which the
-// caller opened and Node made sure are open, and an exit. Nothing is opened,
-// read or decided. Every text starts with the program's name or "Usage:", so
-// that a file which checks the writer's capabilities at write(2) (such as
-// /proc/self/oom_score_adj) refuses all of it. Everything else goes on to
-// the full run.
+// A privileged helper gives them only when its full run cannot load (the
+// fallback of startFullRun): where koffi loads, the full run answers them
+// after confinePrivileges(), as before. The fallback runs before any
+// confinement, so it stays this small: a pure parse of argv, then (setuid
+// root dropped for good, file capabilities held but unused) a write of
+// fixed text, and of the caller's own argument made printable by oneLine,
+// to fds 1 and 2, which the caller opened and Node made sure are open, and
+// an exit. Nothing is opened, read or decided. Every text starts with the
+// program's name or "Usage:", so that a file which checks the writer's
+// capabilities at write(2) (such as /proc/self/oom_score_adj) refuses all
+// of it. The launcher, which must hold no privileges, answers them first.
 
 import { writeSync } from 'node:fs';
 import { oneLine } from './errors.ts';
@@ -68,11 +70,13 @@ export function answerEarly(answer: EarlyAnswer | undefined): void {
 /**
  * Loads the modules of the full run and runs it. They load koffi as they are
  * evaluated (lib/libc.ts), so a koffi.node that is missing or refused
- * rejects `load`: that is one line on stderr and exit status 1, like any
- * other failure.
+ * rejects `load`: then `fallback`'s answer is given if it has one (--help,
+ * --version, a usage error), and otherwise the reason, in one line with exit
+ * status 1, like any other failure.
  */
-export function startFullRun<M>(program: string, load: () => Promise<M>, run: (modules: M) => void): void {
+export function startFullRun<M>(program: string, load: () => Promise<M>, run: (modules: M) => void, fallback?: () => EarlyAnswer | undefined): void {
   load().then(run, (err: unknown) => {
+    if (fallback) answerEarly(fallback());
     writeAll(2, oneLine(program, err) + '\n');
     process.exit(EXIT_FAILURE);
   });

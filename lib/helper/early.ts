@@ -1,6 +1,6 @@
-// A helper's answers that need no koffi (lib/early.ts says why and what
-// they may do): --help, --version, and a usage error when no reply socket
-// is named. With --fd or --socketpair the caller is a program waiting on
+// A helper's answers that need no koffi, given when koffi cannot load
+// (lib/early.ts says why and what they may do): --help, --version, and a
+// usage error when no reply socket is named. With --fd or --socketpair the caller is a program waiting on
 // that socket: the full run answers it (an error record through the checked
 // socket), so a parse error there is left to it.
 

@@ -102,6 +102,38 @@ t.test('an untrusted koffi path: --help works; a request is refused in one line,
   t.match(r.stderr, new RegExp(`^qemu-net-helper-vepa: refusing to load koffi's native module: /\\S* is writable by (others|its group); install it again with ${DEFAULT_INSTALL_COMMAND.replace(/[.]/g, '\\.')}, or make`));
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
   t.equal(r.stdout, '');
+
+  // That answer is written before any confinement: setuid root is dropped for
+  // good first; file capabilities stay held (capset needs koffi). Seen from
+  // /proc while --help waits in write(2) on a full pipe (agent.py blocked).
+  await t.test('installed setuid root or with file capabilities, another user\'s --help is written with their ids', async (t) => {
+    if (process.getuid?.() !== 0) {
+      if (IS_CI) throw new Error('CI runs as root');
+      return t.pass('skipped: setuid copies and another user need root');
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'qnh-installed-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    chmodSync(dir, 0o755);
+    const fileCaps = (1n << 0n) | (1n << 1n) | (1n << 12n); // cap_chown, cap_dac_override, cap_net_admin
+    for (const [mode, install, held] of [
+      ['setuid root', (p: string) => chmodSync(p, 0o4755), 0n],
+      ['file capabilities', (p: string) => t.equal(run(['setcap', 'cap_chown,cap_dac_override,cap_net_admin=ep', p]).status, 0, 'setcap'), fileCaps],
+    ] as const) {
+      const path = join(dir, mode.replace(/ /g, '-'), 'qemu-net-helper-vepa');
+      mkdirSync(join(path, '..'), { mode: 0o755 });
+      copyFileSync(built.path, path);
+      chmodSync(path, 0o755);
+      install(path);
+      const r = run(['python3', join(REPO, 'test/cotenant/agent.py'), 'blocked', '--', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', path, '--help']);
+      t.equal(r.status, 0, r.stderr);
+      const b = JSON.parse(r.stdout).blocked as { status: number; stdout: string; while_writing: Record<string, string[]> | null };
+      t.equal(b.status, 0, `${mode}: --help exits 0`);
+      t.match(b.stdout, /^Usage: qemu-net-helper-vepa /, `${mode}: the usage text`);
+      t.same(b.while_writing?.Uid, ['65534', '65534', '65534', '65534'], `${mode}: every uid the caller's while it writes`);
+      t.same(b.while_writing?.Gid, ['65534', '65534', '65534', '65534'], `${mode}: every gid the caller's`);
+      t.equal(BigInt(`0x${b.while_writing?.CapPrm?.[0] ?? 'f'}`), held, `${mode}: permitted capabilities ${held ? 'the file\'s, held' : 'none'}`);
+    }
+  });
 });
 
 t.test('a missing koffi.node: the launcher answers --help, --version and usage errors; a launch names the file and the install command', async (t) => {

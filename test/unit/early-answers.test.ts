@@ -1,5 +1,5 @@
 // lib/helper/early.ts and lib/launch/early.ts: what the programs answer
-// before koffi is loaded, and that nothing they import loads it.
+// without koffi (where it cannot load; the launcher always), and that nothing they import loads it.
 
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
