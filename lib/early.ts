@@ -14,11 +14,12 @@
 // an exit. Nothing is opened, read or decided. Every text starts with the
 // program's name or "Usage:", so that a file which checks the writer's
 // capabilities at write(2) (such as /proc/self/oom_score_adj) refuses all
-// of it. The launcher, which must hold no privileges, answers them first.
+// of it. The launcher takes the same fallback, and refuses privileges in it
+// first (lib/launch/early.ts).
 
-import { writeSync } from 'node:fs';
 import { oneLine } from './errors.ts';
 import { EXIT_FAILURE } from './exit-status.ts';
+import { writeAll } from './output.ts';
 
 /** What to print and the exit status; undefined when the full run must answer. */
 export interface EarlyAnswer {
@@ -27,11 +28,10 @@ export interface EarlyAnswer {
   stderr?: string;
 }
 
-/** Writes all of `text` to fd, ignoring a closed or full stream: the exit status still tells. */
-function writeAll(fd: number, text: string): void {
-  let buf = Buffer.from(text, 'utf8');
+/** Writes all of `text` to fd, ignoring a closed stream: the exit status still tells. */
+function writeQuietly(fd: number, text: string): void {
   try {
-    for (let i = 0; buf.length > 0 && i < 10_000; i++) buf = buf.subarray(writeSync(fd, buf));
+    writeAll(fd, text);
   } catch {
     // nowhere to say it
   }
@@ -62,8 +62,8 @@ export function answerEarly(answer: EarlyAnswer | undefined): void {
   } catch {
     return;
   }
-  if (answer.stdout !== undefined) writeAll(1, answer.stdout);
-  if (answer.stderr !== undefined) writeAll(2, answer.stderr);
+  if (answer.stdout !== undefined) writeQuietly(1, answer.stdout);
+  if (answer.stderr !== undefined) writeQuietly(2, answer.stderr);
   process.exit(answer.status);
 }
 
@@ -77,7 +77,7 @@ export function answerEarly(answer: EarlyAnswer | undefined): void {
 export function startFullRun<M>(program: string, load: () => Promise<M>, run: (modules: M) => void, fallback?: () => EarlyAnswer | undefined): void {
   load().then(run, (err: unknown) => {
     if (fallback) answerEarly(fallback());
-    writeAll(2, oneLine(program, err) + '\n');
+    writeQuietly(2, oneLine(program, err) + '\n');
     process.exit(EXIT_FAILURE);
   });
 }

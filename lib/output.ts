@@ -6,7 +6,7 @@ import { writeSync } from 'node:fs';
 import { HelperError } from './errors.ts';
 
 /** Writes all of `text` to fd (writeSync may write less, e.g. to a non-blocking pipe). */
-function writeAll(fd: number, text: string): void {
+export function writeAll(fd: number, text: string): void {
   let buf = Buffer.from(text, 'utf8');
   for (let i = 0; buf.length > 0 && i < 10_000; i++) buf = buf.subarray(writeSync(fd, buf));
   if (buf.length > 0) throw Object.assign(new Error('short write'), { code: 'EIO' });

@@ -25,7 +25,7 @@ const { oneLine } = require('../lib/errors.ts');
 const { programFromExecutable, unknownExecutableMessage } = require('../lib/executable.ts');
 // Synchronous writes: a closed stdout is an error at the call, not a crash later.
 const { writeErr, writeOut } = require('../lib/output.ts');
-const { VERSION } = require('../lib/version.ts');
+const { versionLine } = require('../lib/version.ts');
 const { dropSetuidRoot } = require('../lib/early.ts');
 const { PRIVILEGED_REFUSAL, startedPrivileged } = require('../lib/secure-exec.ts');
 
@@ -59,7 +59,7 @@ if (!isSea() || !process.execArgv.includes('--disable-sigusr1')) {
     // before the program confines itself (lib/early.ts).
     try {
       dropSetuidRoot();
-      writeOut(`${PROGRAM} ${VERSION}\n`);
+      writeOut(versionLine(PROGRAM));
       writeOut(`runtime: Node ${process.version} single executable; node options: ${process.execArgv.join(' ')}; koffi ${QNH_KOFFI_VERSION} from ${QNH_KOFFI_NATIVE_PATH}; code cache ${QNH_CODE_CACHE}\n`);
     } catch (err) {
       writeErr(oneLine(PROGRAM, err) + '\n');

@@ -7,7 +7,7 @@
 import { oneLine } from '../errors.ts';
 import type { EarlyAnswer } from '../early.ts';
 import { EXIT_OK, EXIT_USAGE } from '../exit-status.ts';
-import { VERSION } from '../version.ts';
+import { versionLine } from '../version.ts';
 import { outputSocketFromArgv, parseHelperArgs } from './options.ts';
 import type { HelperProgram } from './programs.ts';
 import { usage } from './usage.ts';
@@ -21,6 +21,6 @@ export function helperEarlyAnswer(program: HelperProgram, argv: readonly string[
     return { status: EXIT_USAGE, stderr: oneLine(program.name, err) + '\n' };
   }
   if (action === 'help') return { status: EXIT_OK, stdout: usage(program) };
-  if (action === 'version') return { status: EXIT_OK, stdout: `${program.name} ${VERSION}\n` };
+  if (action === 'version') return { status: EXIT_OK, stdout: versionLine(program.name) };
   return undefined;
 }

@@ -26,7 +26,7 @@ import { checkUnixStreamSocket, sendStreamWithFds, sendWithFds } from '../scm.ts
 import { SYS_CLASS_NET } from '../sriov.ts';
 import type { VhostOpener } from '../vhost.ts';
 import { tapNodePath } from '../tap.ts';
-import { VERSION } from '../version.ts';
+import { VERSION, versionLine } from '../version.ts';
 import { nssAccounts } from './accounts.ts';
 import { PolicyDenial, type Candidate } from './authorize.ts';
 import { execute, peerGone, STEPS, type Step } from './execute.ts';
@@ -94,7 +94,7 @@ export function runHelper(program: HelperProgram, argv: readonly string[], seams
         writeOut(usage(program));
         return EXIT_OK;
       case 'version':
-        writeOut(`${program.name} ${VERSION}\n`);
+        writeOut(versionLine(program.name));
         return EXIT_OK;
       case 'check-config':
         return checkConfig(request.config);

@@ -19,7 +19,7 @@ import { constants as osConstants } from 'node:os';
 import { callHelper, HelperCallError, type HelperResult } from '../client.ts';
 import { HelperError, UsageError, oneLine } from '../errors.ts';
 import { isPrivilegedRun } from '../privileges.ts';
-import { VERSION } from '../version.ts';
+import { versionLine } from '../version.ts';
 import { PRIVILEGED_LAUNCHER } from './early.ts';
 import { execWithFds, resolveProgram } from './exec.ts';
 import { runAttach, runDetach } from './hotplug.ts';
@@ -142,7 +142,7 @@ export async function runLaunch(argv: readonly string[], env: NodeJS.ProcessEnv 
     return 0;
   }
   if (request.action === 'version') {
-    write(1, `${PROGRAM} ${VERSION}\n`);
+    write(1, versionLine(PROGRAM));
     return 0;
   }
   if (request.action === 'attach') return runAttach(request, env);
