@@ -14,7 +14,7 @@
 
 import t, { type Test } from 'tap';
 import { readFileSync, chownSync, mkdirSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
-import { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_NET_ADMIN } from '../../lib/constants.ts';
+import { HELPER_CAPABILITIES } from '../../lib/privileges.ts';
 import { CONFFILE, HELPER_CAPS, LIBEXEC, PACKAGE } from '../../packaging/deb.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { IS_CI, privilegedSkipReason } from '../support/privileged.ts';
@@ -677,7 +677,6 @@ export function coTenantSuite(mode: Mode): void {
   // permitted only the helpers' three capabilities, in both install modes.
   scenario('6b. --help is written confined: the caller\'s ids, no effective capability; one clean answer', async (t, ctx) => {
     const ns = ctx.netns('6b');
-    const confined = (1n << BigInt(CAP_CHOWN)) | (1n << BigInt(CAP_DAC_OVERRIDE)) | (1n << BigInt(CAP_NET_ADMIN));
     for (const program of PROGRAMS) {
       const r = await host.blockedWriting(att, ns, program, ['--help']);
       t.equal(r.status, 0, `${program} --help: exit 0 (${r.stderr.trim()})`);
@@ -687,7 +686,7 @@ export function coTenantSuite(mode: Mode): void {
       t.same(seen.Uid, Array(4).fill(String(att.uid)), `${program} --help: every uid is the caller's while it writes`);
       t.same(seen.Gid, Array(4).fill(String(att.gid)), `${program} --help: every gid is the caller's`);
       t.equal(BigInt(`0x${seen.CapEff[0]}`), 0n, `${program} --help: no effective capability while it writes`);
-      t.equal(BigInt(`0x${seen.CapPrm[0]}`), confined, `${program} --help: permitted only cap_chown, cap_dac_override, cap_net_admin (confined)`);
+      t.equal(BigInt(`0x${seen.CapPrm[0]}`), HELPER_CAPABILITIES, `${program} --help: permitted only cap_chown, cap_dac_override, cap_net_admin (confined)`);
     }
     const bad = await host.helper(att, ns, 'vepa', [`--dev=${'x'.repeat(100_000)}`, '--probe']);
     t.equal(bad.status, 2, 'a usage error with a 100 kB argument: exit 2');

@@ -9,10 +9,13 @@ import { join } from 'node:path';
 import t from 'tap';
 import { DEFAULT_INSTALL_COMMAND, untrustedReason } from '../../lib/koffi-loader.ts';
 import { VERSION } from '../../lib/version.ts';
+import { HELPER_CAPABILITIES } from '../../lib/privileges.ts';
 import { BuildError, buildExecutable, pinnedNode, verifyExecutable } from '../../packaging/build.ts';
+import { HELPER_CAPS } from '../../packaging/deb.ts';
+import { copyExecutable } from '../support/cap-node.ts';
 import { addVethPair, createNetns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
-import { IS_CI } from '../support/privileged.ts';
+import { IS_CI, privilegedSkipReason } from '../support/privileged.ts';
 import { REPO_KOFFI, trustedKoffiPath } from '../support/trusted-koffi.ts';
 
 const CLEAN_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
@@ -107,22 +110,13 @@ t.test('an untrusted koffi path: --help works; a request is refused in one line,
   // good first; file capabilities stay held (capset needs koffi). Seen from
   // /proc while --help waits in write(2) on a full pipe (agent.py blocked).
   await t.test('installed setuid root or with file capabilities, another user\'s --help is written with their ids', async (t) => {
-    if (process.getuid?.() !== 0) {
-      if (IS_CI) throw new Error('CI runs as root');
-      return t.pass('skipped: setuid copies and another user need root');
-    }
-    const dir = mkdtempSync(join(tmpdir(), 'qnh-installed-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    chmodSync(dir, 0o755);
-    const fileCaps = (1n << 0n) | (1n << 1n) | (1n << 12n); // cap_chown, cap_dac_override, cap_net_admin
+    const skip = privilegedSkipReason(['setcap', 'setpriv', 'python3']);
+    if (skip) return t.pass(`skipped: ${skip}`);
     for (const [mode, install, held] of [
       ['setuid root', (p: string) => chmodSync(p, 0o4755), 0n],
-      ['file capabilities', (p: string) => t.equal(run(['setcap', 'cap_chown,cap_dac_override,cap_net_admin=ep', p]).status, 0, 'setcap'), fileCaps],
+      ['file capabilities', (p: string) => t.equal(run(['setcap', HELPER_CAPS, p]).status, 0, 'setcap'), HELPER_CAPABILITIES],
     ] as const) {
-      const path = join(dir, mode.replace(/ /g, '-'), 'qemu-net-helper-vepa');
-      mkdirSync(join(path, '..'), { mode: 0o755 });
-      copyFileSync(built.path, path);
-      chmodSync(path, 0o755);
+      const { path } = copyExecutable(t, 'qnh-installed-', built.path, 'qemu-net-helper-vepa');
       install(path);
       const r = run(['python3', join(REPO, 'test/cotenant/agent.py'), 'blocked', '--', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', path, '--help']);
       t.equal(r.status, 0, r.stderr);
@@ -155,16 +149,9 @@ t.test('a missing koffi.node: the launcher answers --help, --version and usage e
   t.equal(r.stdout, '');
 
   await t.test('installed with file capabilities by mistake, it refuses before it answers anything', async (t) => {
-    if (process.getuid?.() !== 0) {
-      if (IS_CI) throw new Error('CI runs as root');
-      return t.pass('skipped: setcap and another user need root');
-    }
-    const dir = mkdtempSync(join(tmpdir(), 'qnh-capped-launch-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    chmodSync(dir, 0o755);
-    const capped = join(dir, 'qemu-net-launch');
-    copyFileSync(built.path, capped);
-    chmodSync(capped, 0o755);
+    const skip = privilegedSkipReason(['setcap', 'setpriv']);
+    if (skip) return t.pass(`skipped: ${skip}`);
+    const capped = copyExecutable(t, 'qnh-capped-launch-', built.path, 'qemu-net-launch').path;
     const asNobody = (args: string[]) => run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', capped, ...args]);
     t.equal(asNobody(['--version']).status, 0, 'a plain copy answers --version');
     const setcap = run(['setcap', 'cap_net_admin=ep', capped]);

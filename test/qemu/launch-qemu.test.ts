@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { processStartTime } from '../../lib/proc.ts';
 import { decodeOwnerTag } from '../../lib/owner.ts';
+import { copyExecutable } from '../support/cap-node.ts';
 import { addVethPair, createNetns, type Netns } from '../support/netns.ts';
 import { REPO } from '../support/paths.ts';
 import { privilegedSkipReason } from '../support/privileged.ts';
@@ -269,12 +270,7 @@ else {
   });
 
   t.test('refuses to run with file capabilities (it would hand them to whatever it runs)', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'qnl-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    chmodSync(dir, 0o755);
-    const node = join(dir, 'node');
-    copyFileSync(process.execPath, node);
-    chmodSync(node, 0o755);
+    const node = copyExecutable(t, 'qnl-', process.execPath, 'node').path;
     const setcap = spawnSync('setcap', ['cap_net_raw+ep', node], { encoding: 'utf8' });
     t.equal(setcap.status, 0, setcap.stderr);
     const asNobody = (program: string) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', program, LAUNCH, '--', 'sh', '-c', 'echo ran'],

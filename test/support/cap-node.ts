@@ -16,13 +16,23 @@ export interface CapNode {
   path: string;
 }
 
-export function makeCapNode(t: { teardown(fn: () => void): void }, prefix: string): CapNode {
+/**
+ * A copy of the executable `source`, as `name`, mode 0755, in a fresh
+ * root-owned 0755 directory under /tmp that other users can enter; removed
+ * when the test ends. What a test installs setuid or with capabilities.
+ */
+export function copyExecutable(t: { teardown(fn: () => void): void }, prefix: string, source: string, name: string): CapNode {
   const dir = mkdtempSync(`/tmp/${prefix}`);
   chmodSync(dir, 0o755);
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const path = `${dir}/node`;
-  copyFileSync(process.execPath, path);
+  const path = `${dir}/${name}`;
+  copyFileSync(source, path);
   chmodSync(path, 0o755);
+  return { dir, path };
+}
+
+export function makeCapNode(t: { teardown(fn: () => void): void }, prefix: string): CapNode {
+  const { dir, path } = copyExecutable(t, prefix, process.execPath, 'node');
   const setcap = spawnSync('setcap', [HELPER_CAPS, path], { encoding: 'utf8' });
   if (setcap.status !== 0) throw new Error(`setcap ${HELPER_CAPS} ${path} failed: ${setcap.stderr}`);
   return { dir, path };
