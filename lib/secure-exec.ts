@@ -2,7 +2,8 @@
 // not have, told without the C library (lib/privileges.ts isPrivilegedRun
 // asks getauxval through koffi): AT_SECURE in /proc/self/auxv, which the
 // kernel sets for setuid, setgid and file-capability executables alike.
-// The launcher uses it to refuse before it answers anything (lib/launch/early.ts).
+// The launcher's executable uses it to refuse before it answers anything
+// (packaging/sea-entry.cjs), and so does its koffi-less fallback (lib/launch/early.ts).
 
 import { readFileSync } from 'node:fs';
 import { AT_SECURE } from './constants.ts';
